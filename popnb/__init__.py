@@ -1,0 +1,1 @@
+"""popnb: predict video popularity from cover and title."""

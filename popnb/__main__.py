@@ -1,0 +1,5 @@
+import sys
+
+from popnb.cli import main
+
+sys.exit(main())

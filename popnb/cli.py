@@ -1,0 +1,33 @@
+"""The `popnb` command: each subcommand is registered by the module that implements it."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules that define `register(subparsers)`; each adds its subcommands with a `func(args) -> int`.
+# They import heavy libraries (torch, papermill) inside the handlers, so `popnb --help` stays fast.
+COMMAND_MODULES = ("popnb.data.commands", "popnb.train.commands", "popnb.reports")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="popnb", description="Predict video popularity from cover and title (Qin, Wang & Zhu 2024)."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as err:  # user errors: one clear line, no traceback
+        print(f"popnb {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
