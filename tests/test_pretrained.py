@@ -1,0 +1,115 @@
+"""Pretrained loading: weights a test saves itself load back exactly; offline without weights, a clear error."""
+from __future__ import annotations
+
+import huggingface_hub.constants
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file
+from transformers import BertConfig, BertModel
+
+from popnb.models import CharVocab, WeightsUnavailableError, build_model, create_text, create_vision, minilm_path
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    """Offline, with an empty hub cache and torch hub folder: no weights anywhere but what a test passes."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+def assert_same_tensors(loaded: dict, saved: dict, prefix: str = ""):
+    assert saved, "nothing was saved"
+    for key, tensor in saved.items():
+        assert torch.equal(loaded[prefix + key], tensor), key
+
+
+def test_timm_checkpoint_loads_exactly(tmp_path, empty_hub):
+    source = timm.create_model("vit_tiny_patch16_224", img_size=32)  # with its ImageNet head, as published
+    torch.save(source.state_dict(), tmp_path / "vit.pth")
+    branch = create_vision("vit_tiny_patch16_224", image_size=32, checkpoint=tmp_path / "vit.pth")
+    saved = {k: v for k, v in source.state_dict().items() if not k.startswith("head.")}
+    assert_same_tensors(branch.backbone.state_dict(), saved)
+    # at another image size the position embeddings are resampled, the rest is the same
+    bigger = create_vision("vit_tiny_patch16_224", image_size=48, checkpoint=tmp_path / "vit.pth")
+    assert bigger.backbone.pos_embed.shape == (1, 1 + 3 * 3, 192)
+    assert torch.equal(bigger.backbone.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+
+
+def test_timm_checkpoint_errors(tmp_path, empty_hub):
+    torch.save(timm.create_model("convnext_atto").state_dict(), tmp_path / "convnext.pth")
+    with pytest.raises(ValueError, match="convnext.pth does not fit 'vit_tiny_patch16_224'"):
+        create_vision("vit_tiny_patch16_224", image_size=32, checkpoint=tmp_path / "convnext.pth")
+    with pytest.raises(FileNotFoundError, match="missing.pth does not exist"):
+        create_vision("vit_tiny_patch16_224", image_size=32, checkpoint=tmp_path / "missing.pth")
+
+
+def test_offline_vision_pretrained_says_what_to_do(empty_hub):
+    with pytest.raises(WeightsUnavailableError) as err:
+        create_vision("vit_tiny_patch16_224", pretrained=True, image_size=32)
+    message = str(err.value)
+    assert "not available offline" in message and "vision_checkpoint=PATH" in message and "pretrained=False" in message
+
+
+def save_tiny_bert(folder, vocab_tokens) -> BertModel:
+    (folder / "vocab.txt").parent.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab_tokens) + "\n", encoding="utf-8")
+    config = BertConfig(vocab_size=len(vocab_tokens), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    model = BertModel(config)
+    model.save_pretrained(folder)  # config.json + model.safetensors + vocab.txt: a bert-base-chinese download's files
+    return model
+
+
+def test_hf_folder_loads_exactly_by_path_and_as_checkpoint(tmp_path, empty_hub):
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "视", "频", "好"]
+    source = save_tiny_bert(tmp_path / "bert", tokens)
+    by_path = create_text(str(tmp_path / "bert"), pretrained=True, out_dim=8)
+    assert by_path.pooling == "pooler"
+    assert_same_tensors(by_path.encoder.state_dict(), source.state_dict())
+    ids, mask = by_path.tokenizer.encode(["视频好"], 6)
+    assert ids[0, :5].tolist() == [2, 5, 6, 7, 3]  # the folder's own vocabulary, per character
+    named = create_text("bert-base-chinese", checkpoint=tmp_path / "bert", out_dim=8)  # the name, weights local
+    assert_same_tensors(named.encoder.state_dict(), source.state_dict())
+
+
+def test_offline_hf_name_says_what_to_do(empty_hub):
+    with pytest.raises(WeightsUnavailableError) as err:
+        create_text("bert-base-chinese", pretrained=True)
+    message = str(err.value)
+    assert "'bert-base-chinese' could not be loaded" in message and "text_checkpoint=PATH" in message
+    assert "pretrained=False" in message and "charbert-base" in message
+    with pytest.raises(WeightsUnavailableError, match=r"'grux' \(did you mean gru\?\)"):
+        create_text("grux")
+    with pytest.raises(WeightsUnavailableError, match="vision_checkpoint=PATH"):  # pretrained vision, scratch text
+        build_model("vit_tiny_patch16_224", "gru", image_size=32, pretrained=(True, False), titles=["视频"])
+
+
+def test_charbert_checkpoint_round_trip(tmp_path):
+    vocab = CharVocab.build(["视频很好看", "标题"])
+    trained = create_text("charbert-tiny", vocab=vocab)
+    trained.encoder.save_pretrained(tmp_path / "charbert")
+    loaded = create_text("charbert-tiny", vocab=vocab, checkpoint=tmp_path / "charbert")
+    assert_same_tensors(loaded.encoder.state_dict(), trained.encoder.state_dict())
+    with pytest.raises(ValueError, match="vocabulary of 11 tokens, the character vocabulary has 5"):
+        create_text("charbert-tiny", vocab=CharVocab.build(["a"]), checkpoint=tmp_path / "charbert")
+    with pytest.raises(ValueError, match="no published weights"):
+        create_text("charbert-tiny", vocab=vocab, pretrained=True)
+
+
+def test_minilm_loads_the_packaged_weights():
+    branch = create_text("minilm", pretrained=True)
+    saved = load_file(str(minilm_path() / "model.safetensors"))
+    # every weight but the pooler (dropped: MiniLM pools by the mean) and the position_ids buffer
+    weights = {k: v for k, v in saved.items() if not k.startswith("pooler.") and k != "embeddings.position_ids"}
+    assert set(weights) == set(branch.encoder.state_dict())
+    assert_same_tensors(branch.encoder.state_dict(), weights)
