@@ -1,0 +1,175 @@
+"""popnb.reports: saving figures/tables, parameter checks, and papermill runs of real and broken notebooks."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from popnb import reports  # noqa: E402
+
+
+def write_notebook(path: Path, params: str, body: str) -> Path:
+    """A notebook with a `parameters` cell and one code cell, for the popnb kernel."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# test"),
+        nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ])
+    nb.metadata["kernelspec"] = {"name": "popnb", "display_name": "popnb", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_save_table_writes_csv_and_markdown(tmp_path):
+    df = pd.DataFrame({"n": [3, 1], "share": [0.75, np.nan], "note": ["a|b", "c"]},
+                      index=pd.Index([0, 1], name="class"))
+    csv, md = reports.save_table(df, "01_x", tmp_path / "out")
+    assert csv == tmp_path / "out" / "tables" / "01_x.csv" and md.suffix == ".md"
+    back = pd.read_csv(csv, index_col="class")
+    pd.testing.assert_frame_equal(back, df, check_dtype=False)
+    lines = md.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "| class | n | share | note |"
+    assert len(lines) == 2 + len(df)
+    assert lines[3] == "| 1 | 1 |  | c |"  # NaN stays an empty cell, not 0 or "nan"
+    assert "a\\|b" in lines[2]  # a pipe inside a cell is escaped
+
+
+def test_save_figure_writes_png_and_closes(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = reports.save_figure(fig, "02_line", tmp_path)
+    assert path == tmp_path / "figures" / "02_line.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert fig.number not in plt.get_fignums()
+
+
+def test_resolve_from_notebooks_dir_points_at_project_root(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert reports.resolve("reports") == tmp_path / "reports"
+    monkeypatch.chdir(tmp_path)
+    assert reports.resolve("reports") == tmp_path / "reports"
+    assert reports.resolve(tmp_path / "x") == tmp_path / "x"
+
+
+def test_check_parameters_names_notebook_and_parameter(tmp_path):
+    nb = write_notebook(tmp_path / "01_p.ipynb", 'n = 3  # paper: 27000\nw = 0.5\nname = "a"\nopt = None\nt = (1, 2)',
+                        "pass")
+    reports.check_parameters(nb, {"n": 4, "w": 1, "name": "b", "opt": [1], "t": [3, 4]})  # all fine
+    with pytest.raises(ValueError, match=r"01_p\.ipynb: unknown parameter 'bogus'"):
+        reports.check_parameters(nb, {"bogus": 1})
+    with pytest.raises(ValueError, match=r"01_p\.ipynb: parameter 'n' expects int.*got str"):
+        reports.check_parameters(nb, {"n": "4"})
+    with pytest.raises(ValueError, match=r"parameter 'n' expects int.*got bool"):
+        reports.check_parameters(nb, {"n": True})
+    with pytest.raises(ValueError, match=r"parameter 'w' expects float"):
+        reports.check_parameters(nb, {"w": "0.5"})
+
+
+def test_select_notebooks_by_prefix(tmp_path):
+    for name in ("02_b.ipynb", "01_a.ipynb", "10_c.ipynb", "notes.ipynb"):
+        write_notebook(tmp_path / name, "x = 1", "pass")
+    assert [p.name for p in reports.select_notebooks(tmp_path, None)] == ["01_a.ipynb", "02_b.ipynb", "10_c.ipynb"]
+    assert [p.name for p in reports.select_notebooks(tmp_path, "10,01")] == ["01_a.ipynb", "10_c.ipynb"]
+    assert [p.name for p in reports.select_notebooks(tmp_path, ["02"])] == ["02_b.ipynb"]
+    with pytest.raises(ValueError, match="--only 07"):
+        reports.select_notebooks(tmp_path, "07")
+    with pytest.raises(FileNotFoundError, match="no NN_"):
+        reports.select_notebooks(tmp_path / "empty", None)
+
+
+def test_cli_parses_options_and_params(tmp_path):
+    parser = argparse.ArgumentParser()
+    reports.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["reports", "--only", "02", "--out", str(tmp_path), "-p", "demo_n=150",
+                              "-p", "demo_dir=data/x", "-p", "drop_top=(1, 2)"])
+    assert (args.only, args.out, args.data) == ("02", str(tmp_path), None)
+    assert dict(map(reports._parse_param, args.param)) == {"demo_n": 150, "demo_dir": "data/x", "drop_top": (1, 2)}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        reports._parse_param("demo_n")
+
+
+def test_failing_notebook_does_not_stop_the_others(tmp_path, capsys):
+    nbs = tmp_path / "nbs"
+    params = 'reports_dir = "reports"'
+    write_notebook(nbs / "01_broken.ipynb", params, 'raise RuntimeError("broken on purpose")')
+    write_notebook(nbs / "02_ok.ipynb", params,
+                   'import os\nopen(os.path.join(reports_dir, "two.txt"), "w").write(os.getcwd())')
+    out = tmp_path / "out"
+    assert reports.run_reports(out=out, notebooks_dir=nbs) == 1
+    captured = capsys.readouterr()
+    assert (out / "two.txt").read_text() == str(tmp_path)  # ran after the failure; cwd = the notebooks' parent
+    assert (out / "01_broken.ipynb").exists() and (out / "02_ok.ipynb").exists()
+    lines = {line.split()[0]: line.split()[1] for line in captured.out.splitlines() if line.endswith(" s")}
+    assert lines == {"01_broken.ipynb": "FAILED", "02_ok.ipynb": "ok"}
+    assert "RuntimeError: broken on purpose" in captured.out
+    assert "failed: 01_broken.ipynb" in captured.err
+
+
+def test_unknown_parameter_fails_that_notebook_by_name(tmp_path, capsys):
+    nbs = tmp_path / "nbs"
+    write_notebook(nbs / "01_a.ipynb", 'reports_dir = "reports"\nsize = 3', "pass")
+    out = tmp_path / "out"
+    assert reports.run_reports(out=out, notebooks_dir=nbs, parameters={"sise": 4}) == 1
+    captured = capsys.readouterr()
+    assert "01_a.ipynb: unknown parameter 'sise'" in captured.out
+    assert "failed: 01_a.ipynb" in captured.err
+    assert not (out / "01_a.ipynb").exists()  # rejected before any kernel started
+    assert reports.run_reports(out=out, notebooks_dir=nbs, parameters={"size": "big"}) == 1
+    assert "parameter 'size' expects int" in capsys.readouterr().out
+
+
+def test_notebooks_01_02_on_a_tiny_demo_set(tmp_path, capsys):
+    from PIL import Image
+
+    from popnb.data import load_dataset, paper_filter
+
+    out = tmp_path / "reports"
+    code = reports.run_reports(only="01,02", out=out, parameters={"demo_dir": str(tmp_path / "demo"), "demo_n": 150})
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert (out / "01_data_exploration.ipynb").exists() and (out / "02_label_binning.ipynb").exists()
+    for name in ("01_count_distributions", "01_count_correlations", "01_cover_sizes", "01_cover_grid",
+                 "01_title_length", "02_class_histogram", "02_score_edges", "02_weight_sensitivity"):
+        with Image.open(out / "figures" / f"{name}.png") as im:  # a real drawing, not a blank canvas
+            assert im.width > 300 and im.height > 200 and np.asarray(im.convert("L")).std() > 10, name
+
+    videos = load_dataset(tmp_path / "demo" / "n150_seed0").videos
+    kept, _ = paper_filter(videos, max_followers=500_000, require_hot_list=True)
+    classes = pd.read_csv(out / "tables" / "02_class_counts.csv", index_col="class")
+    assert classes["paper n"].sum() == classes["quantile n"].sum() == len(kept) < 150
+    counts = pd.read_csv(out / "tables" / "01_count_summary.csv", index_col="count")
+    assert counts.loc["views", "known"] == 150 and counts.loc["views", "max"] == videos["views"].max()
+    steps = pd.read_csv(out / "tables" / "01_filter_steps.csv")
+    assert steps["rows_after"].iloc[-1] == len(kept)
+    sensitivity = pd.read_csv(out / "tables" / "02_weight_sensitivity.csv", index_col=["column", "weight"])
+    assert (sensitivity.sum(axis=1) == len(kept)).all()
+    assert "| class | paper range |" in (out / "tables" / "02_class_counts.md").read_text(encoding="utf-8")
+
+
+def test_real_notebook_rejects_an_unknown_parameter(tmp_path, capsys):
+    code = reports.run_reports(only="02", out=tmp_path, parameters={"demo_size": 150})
+    assert code == 1
+    assert "02_label_binning.ipynb: unknown parameter 'demo_size'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["01_data_exploration.ipynb", "02_label_binning.ipynb"])
+def test_every_knob_of_the_real_notebooks_is_a_parameter(name):
+    """papermill skips a parameters line it cannot parse (e.g. a second '=' in its comment): none may be skipped."""
+    import ast
+
+    nb = nbformat.read(reports.NOTEBOOKS_DIR / name, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [t.id for node in ast.parse(cell.source).body for t in node.targets]
+    assert list(reports.notebook_parameters(reports.NOTEBOOKS_DIR / name)) == assigned
+    assert {"data_dir", "reports_dir"} <= set(assigned)
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
