@@ -1,0 +1,108 @@
+"""A trained run folder in use: load it, evaluate it on any data set, predict one video.
+
+Everything comes from the folder (DESIGN.md): config.json (how to rebuild the model), label_scheme.json
+(how any data set is labelled for this run), vocab.json or tokenizer/ (titles -> ids), checkpoint.pt (weights).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from popnb.data import load_dataset
+from popnb.data.torchdata import build_tensors, cover_array, epoch_batches, normalise
+from popnb.labels import LabelScheme
+from popnb.metrics import all_metrics
+from popnb.models import CharVocab, build_model, load_tokenizer
+from popnb.train.checkpoint import load_checkpoint
+from popnb.train.loop import CHECKPOINT, CONFIG, SCHEME, infer
+
+
+@dataclass
+class Run:
+    """A loaded run: its folder, config.json as a dict, label scheme, tokenizer and model (CPU, eval mode)."""
+
+    folder: Path
+    config: dict
+    scheme: LabelScheme
+    tokenizer: object
+    model: torch.nn.Module
+
+    @property
+    def params(self) -> dict:
+        return self.config["params"]
+
+    @property
+    def uses_covers(self) -> bool:
+        return float(self.params["fusion_weights"][0]) > 0
+
+
+def load_run(folder) -> Run:
+    """Rebuild the model of a run folder and load its last checkpoint (no weights are downloaded)."""
+    folder = Path(folder)
+    for name in (CONFIG, SCHEME, CHECKPOINT):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder}: no {name}: not a trained popnb run folder (make one with popnb train)")
+    config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    p = config["params"]
+    tokenizer = load_tokenizer(folder)
+    model, _ = build_model(p["vision"], p["text"], tuple(p["fusion_weights"]), p["fusion"], p["image_size"],
+                           pretrained=False, text_checkpoint=p["text_checkpoint"],
+                           vocab=tokenizer if isinstance(tokenizer, CharVocab) else None)
+    model.load_state_dict(load_checkpoint(folder / CHECKPOINT)["model"])
+    return Run(folder, config, LabelScheme.load(folder / SCHEME), tokenizer, model.eval())
+
+
+def _image_stats(run: Run) -> tuple[tuple, tuple]:
+    image = run.config["image"]
+    return tuple(image["mean"]), tuple(image["std"])
+
+
+def evaluate(run_dir, data_dir, batch_size: int = 64) -> dict:
+    """Metrics of a trained run on any dataset folder, labelled with the run's own fitted label scheme.
+
+    Returns popnb.metrics.all_metrics (constant baseline included), the mean cross-entropy, the class
+    counts under the run's scheme, and what was evaluated.
+    """
+    run = load_run(run_dir)
+    data = load_dataset(data_dir)
+    labels, scores = run.scheme.labels(data.videos), run.scheme.score(data.videos).to_numpy()
+    mean, std = _image_stats(run)
+    tensors = build_tensors(data, run.tokenizer, labels, scores, run.params["image_size"], run.params["max_len"],
+                            run.uses_covers, mean, std)
+    positions, probs, loss_sum = infer(run.model, tensors, epoch_batches(np.arange(len(data)), batch_size, 0, None),
+                                       torch.device("cpu"))
+    return {"run": str(run.folder), "data": str(Path(data_dir)), "label_scheme": run.scheme.describe(),
+            "loss": loss_sum / len(positions), **all_metrics(labels[positions], probs, scores[positions]),
+            "class_counts": np.bincount(labels, minlength=5).tolist()}
+
+
+def predict(run_dir, title: str, cover=None) -> dict:
+    """Class probabilities of one video (title, and cover path when the run uses covers).
+
+    Returns probabilities [5], predicted_class (argmax), expected_class (sum_k k * p_k) and each class's
+    score range under the run's label scheme ([low, high), None for an open end).
+    """
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError("the title is empty: give the video's title (--title TEXT)")
+    run = load_run(run_dir)
+    size = run.params["image_size"]
+    if cover is not None:
+        image = normalise(torch.from_numpy(cover_array(cover, size))[None], *_image_stats(run))
+    elif run.uses_covers:
+        raise ValueError(f"{run.folder} was trained with covers (vision weight {run.params['fusion_weights'][0]}): "
+                         "give the cover image (--cover PATH)")
+    else:
+        image = torch.zeros(1, 3, size, size)
+    ids, mask = run.tokenizer.encode([title], run.params["max_len"])
+    with torch.no_grad():
+        probs = torch.softmax(run.model(image, ids, mask).float(), dim=1)[0].numpy()
+    ranges = [[None if math.isinf(x) else x for x in r] for r in run.scheme.class_ranges()]
+    return {"run": str(run.folder), "title": title, "cover": None if cover is None else str(cover),
+            "probabilities": [float(p) for p in probs], "predicted_class": int(probs.argmax()),
+            "expected_class": float(probs @ np.arange(len(probs))), "class_score_ranges": ranges,
+            "label_scheme": run.scheme.describe()}
