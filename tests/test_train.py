@@ -207,7 +207,7 @@ def test_predict_rejects_bad_input(run_a, tmp_path):
         predict(run, "a title", tmp_path / "nothing.jpg")
     with pytest.raises(ValueError, match="title is empty"):
         predict(run, "  ", tmp_path / "cover.jpg")
-    with pytest.raises(ValueError, match="--cover"):
+    with pytest.raises(ValueError, match="trained with covers.*give its cover image"):
         predict(run, "a title")
     with pytest.raises(FileNotFoundError, match="not a trained popnb run"):
         predict(tmp_path, "a title", tmp_path / "cover.jpg")

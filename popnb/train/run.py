@@ -57,7 +57,8 @@ def load_run(folder) -> Run:
     return Run(folder, config, LabelScheme.load(folder / SCHEME), tokenizer, model.eval())
 
 
-def _image_stats(run: Run) -> tuple[tuple, tuple]:
+def image_stats(run: Run) -> tuple[tuple, tuple]:
+    """The per-channel (mean, std) the run normalised its covers with (fitted on its training covers)."""
     image = run.config["image"]
     return tuple(image["mean"]), tuple(image["std"])
 
@@ -71,7 +72,7 @@ def evaluate(run_dir, data_dir, batch_size: int = 64) -> dict:
     run = load_run(run_dir)
     data = load_dataset(data_dir)
     labels, scores = run.scheme.labels(data.videos), run.scheme.score(data.videos).to_numpy()
-    mean, std = _image_stats(run)
+    mean, std = image_stats(run)
     tensors = build_tensors(data, run.tokenizer, labels, scores, run.params["image_size"], run.params["max_len"],
                             run.uses_covers, mean, std)
     positions, probs, loss_sum = infer(run.model, tensors, epoch_batches(np.arange(len(data)), batch_size, 0, None),
@@ -81,28 +82,40 @@ def evaluate(run_dir, data_dir, batch_size: int = 64) -> dict:
             "class_counts": np.bincount(labels, minlength=5).tolist()}
 
 
-def predict(run_dir, title: str, cover=None) -> dict:
-    """Class probabilities of one video (title, and cover path when the run uses covers).
+def model_inputs(run: Run, title: str, cover=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images float [1,3,S,S], ids long [1,L], mask long [1,L]) of one video, preprocessed as in training.
 
-    Returns probabilities [5], predicted_class (argmax), expected_class (sum_k k * p_k) and each class's
-    score range under the run's label scheme ([low, high), None for an open end).
+    cover: a path (read through open_cover) or None (an all-zero image; an error when the run uses covers).
     """
     if not isinstance(title, str) or not title.strip():
-        raise ValueError("the title is empty: give the video's title (--title TEXT)")
-    run = load_run(run_dir)
+        raise ValueError("the title is empty: give the video's title")
     size = run.params["image_size"]
     if cover is not None:
-        image = normalise(torch.from_numpy(cover_array(cover, size))[None], *_image_stats(run))
+        images = normalise(torch.from_numpy(cover_array(cover, size))[None], *image_stats(run))
     elif run.uses_covers:
         raise ValueError(f"{run.folder} was trained with covers (vision weight {run.params['fusion_weights'][0]}): "
-                         "give the cover image (--cover PATH)")
+                         "give its cover image")
     else:
-        image = torch.zeros(1, 3, size, size)
+        images = torch.zeros(1, 3, size, size)
     ids, mask = run.tokenizer.encode([title], run.params["max_len"])
-    with torch.no_grad():
-        probs = torch.softmax(run.model(image, ids, mask).float(), dim=1)[0].numpy()
+    return images, ids, mask
+
+
+def prediction(run: Run, probs: np.ndarray) -> dict:
+    """predict()'s fields from class probabilities [5]: predicted class (argmax), expected class
+    (sum_k k * p_k), and each class's score range under the run's label scheme ([low, high), None = open end)."""
     ranges = [[None if math.isinf(x) else x for x in r] for r in run.scheme.class_ranges()]
-    return {"run": str(run.folder), "title": title, "cover": None if cover is None else str(cover),
-            "probabilities": [float(p) for p in probs], "predicted_class": int(probs.argmax()),
+    return {"probabilities": [float(p) for p in probs], "predicted_class": int(probs.argmax()),
             "expected_class": float(probs @ np.arange(len(probs))), "class_score_ranges": ranges,
             "label_scheme": run.scheme.describe()}
+
+
+def predict(run_dir, title: str, cover=None) -> dict:
+    """Class probabilities of one video (title, and cover path when the run uses covers): prediction()'s fields
+    plus the run, title and cover."""
+    run = load_run(run_dir)
+    images, ids, mask = model_inputs(run, title, cover)
+    with torch.inference_mode():
+        probs = torch.softmax(run.model(images, ids, mask).float(), dim=1)[0].numpy()
+    return {"run": str(run.folder), "title": title, "cover": None if cover is None else str(cover),
+            **prediction(run, probs)}
