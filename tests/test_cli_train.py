@@ -7,23 +7,12 @@ import sys
 
 import pandas as pd
 import pytest
-import torch
 
 from popnb.cli import main
 from popnb.data import load_dataset, make_demo_dataset
 
 TINY = ["--vision", "test_vit", "--image-size", "32", "--batch-size", "8", "--epochs", "1", "--max-steps", "2",
         "--lr", "1e-3", "--max-len", "24", "--threads", "1"]
-
-
-@pytest.fixture(autouse=True)
-def cache_and_one_thread(tmp_path_factory, monkeypatch):
-    """A private cover cache; one torch thread (two spin-wait badly on a CPU shared with other jobs)."""
-    monkeypatch.setenv("POPNB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -27,12 +27,8 @@ TITLES = ["【教程】三分钟学会做饭", "猫咪的一天😺", "Python �
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def seeded():
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

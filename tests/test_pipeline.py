@@ -18,16 +18,6 @@ TITLES = ["如何学习物理", "今天吃什么？", "数学之美 第3集", "T
           "一分钟看懂GPipe"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Models this small gain nothing from intra-op threads; on a shared, busy 2-core machine OpenMP's
-    spinning threads made this file ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def base():
     """(model with dropout on, batch of 8: images, ids, mask, labels)."""

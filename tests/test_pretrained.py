@@ -11,14 +11,6 @@ from transformers import BertConfig, BertModel
 from popnb.models import CharVocab, WeightsUnavailableError, build_model, create_text, create_vision, minilm_path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def empty_hub(tmp_path, monkeypatch):
     """Offline, with an empty hub cache and torch hub folder: no weights anywhere but what a test passes."""

@@ -12,12 +12,8 @@ TITLES = ["【教程】三分钟学会做饭", "猫咪的一天😺", "Python �
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def seeded():
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make(vision: str, text: str, size: int, **kwargs) -> tuple[LateFusion, tuple[torch.Tensor, ...]]:

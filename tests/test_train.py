@@ -22,16 +22,6 @@ METRIC_KEYS = {"loss", "n", "ordinal_accuracy", "exact_accuracy", "macro_f1", "q
                "spearman_expected", "constant_baseline_class", "constant_baseline_accuracy"}
 
 
-@pytest.fixture(autouse=True)
-def cache_and_one_thread(tmp_path_factory, monkeypatch):
-    """A private cover cache; one torch thread (two spin-wait badly on a CPU shared with other jobs)."""
-    monkeypatch.setenv("POPNB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return make_demo_dataset(tmp_path_factory.mktemp("demo") / "d", n=72, seed=0, size=(48, 27))
