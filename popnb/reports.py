@@ -7,6 +7,7 @@ tables to `<out>/tables/NN_*.csv` + `.md` through `save_figure` / `save_table`.
 from __future__ import annotations
 
 import ast
+import json
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout that holds notebooks/
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 KERNEL = "popnb"
+RECORDS = "runs.json"  # <out>/runs.json: the runner's last record per notebook, read back by --only runs
 
 
 def resolve(path: str | Path) -> Path:
@@ -139,7 +141,8 @@ def run_reports(
 
     Each notebook gets `reports_dir=<out>` and, when given, `data_dir` (as absolute paths, where it
     declares them) plus `parameters`, which must all be declared in its parameters cell.
-    Prints one line per notebook (name, status, seconds). Returns 0, or 1 naming the failed ones.
+    Prints one line per notebook (name, status, seconds), records each in `<out>/runs.json` and writes the
+    index `<out>/README.md` (popnb.report_index). Returns 0, or 1 naming the failed ones.
     """
     notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
     out = Path(out).resolve()
@@ -152,24 +155,42 @@ def run_reports(
         runner_params["data_dir"] = str(data)
     user_params = {k: _plain(v) for k, v in (parameters or {}).items()}
 
+    records = _load_records(out)
     failed: dict[str, str] = {}
     for src in select_notebooks(notebooks_dir, only):
         declared = notebook_parameters(src)
         params = {k: v for k, v in runner_params.items() if k in declared} | user_params
-        start = time.perf_counter()
+        started, start = time.time(), time.perf_counter()
         try:
             run_notebook(src, out / src.name, params, cwd=notebooks_dir.resolve().parent, kernel=kernel)
-            status = "ok"
+            status, error = "ok", None
         except Exception as err:  # noqa: BLE001 -- one failing notebook must not stop the others
-            status = "FAILED"
-            failed[src.name] = _first_line(err)
-        print(f"{src.name:<32} {status:<6} {time.perf_counter() - start:7.1f} s", flush=True)
-        if status != "ok":
-            print(f"    {failed[src.name]}", flush=True)
+            status, error = "FAILED", _first_line(err)
+            failed[src.name] = error
+        seconds = time.perf_counter() - start
+        print(f"{src.name:<32} {status:<6} {seconds:7.1f} s", flush=True)
+        if error:
+            print(f"    {error}", flush=True)
+        records[src.name] = {"name": src.name, "status": status, "seconds": round(seconds, 1), "error": error,
+                             "parameters": {**declared, **params}, "started": started}
+        (out / RECORDS).write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    from popnb.report_index import write_index
+
+    index = write_index(out, [records[name] for name in sorted(records)])
+    print(f"index: {index}", flush=True)
     if failed:
         print(f"popnb reports: {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _load_records(out: Path) -> dict[str, dict]:
+    """The records an earlier run left in <out>/runs.json ({} when none or unreadable), so an --only run keeps
+    the other notebooks in the index."""
+    try:
+        return json.loads((out / RECORDS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def _plain(value):

@@ -94,27 +94,45 @@ def finetune_sweep(data_dir, weights, seeds, runs_dir: Path, **settings) -> pd.D
     return _order(pd.concat(frames, ignore_index=True))
 
 
+def load_limited(data_dir, limit: int | None = None):
+    """The dataset folder, cut to its first `limit` videos (None: all), as popnb.train's --limit does."""
+    data = load_dataset(data_dir)
+    if limit is not None:
+        data = replace(data, videos=data.videos.iloc[:limit].reset_index(drop=True))
+    return data
+
+
+def frozen_inputs(data, seed: int, vision: str, text: str, image_size: int, pretrained: bool, labels: str,
+                  valid_fraction: float, max_len: int, vision_checkpoint: str | None = None,
+                  text_checkpoint: str | None = None, cache: str | Path | None = None, with_covers: bool = True):
+    """What the heads of one seed train on: (vision embeddings [N, Dv], text embeddings [N, Dt], labels [N],
+    scores [N], train positions, valid positions), split and labelled as popnb.train does for that seed.
+    Without covers the vision embeddings are zeros [N, 1] (a vision weight of 0 multiplies them away)."""
+    scheme, train_idx, valid_idx = fit_labels(data.videos, labels, valid_fraction, seed)
+    y, score = scheme.labels(data.videos), scheme.score(data.videos).to_numpy()
+    titles = data.videos["title"].iloc[train_idx].tolist()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    v = (vision_embeddings(data, vision, image_size, pretrained, seed, vision_checkpoint, cache=cache,
+                           device=device).values
+         if with_covers else np.zeros((len(data), 1), dtype=np.float32))
+    t = text_embeddings(data, text, titles, pretrained, seed, text_checkpoint, max_len, cache=cache,
+                        device=device).values
+    return v, t, y, score, train_idx, valid_idx
+
+
 def frozen_sweep(data_dir, weights, seeds, vision: str, text: str, image_size: int, epochs: int, batch_size: int,
                  lr: float, pretrained: bool, labels: str, valid_fraction: float, max_len: int, limit: int | None,
                  max_steps: int | None, vision_checkpoint: str | None, text_checkpoint: str | None,
                  cache: str | Path | None = None) -> pd.DataFrame:
     """Embeddings once per seed (cached; shared by the seeds when pretrained), then heads for every weight pair."""
-    data = load_dataset(data_dir)
-    if limit is not None:
-        data = replace(data, videos=data.videos.iloc[:limit].reset_index(drop=True))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    data = load_limited(data_dir, limit)
     with_covers = any(w_v > 0 for w_v, _ in weights)
     rows = []
     bar = tqdm(total=len(seeds) * len(weights), desc="frozen sweep", unit="run")
     for seed in seeds:
-        scheme, train_idx, valid_idx = fit_labels(data.videos, labels, valid_fraction, seed)
-        y, score = scheme.labels(data.videos), scheme.score(data.videos).to_numpy()
-        titles = data.videos["title"].iloc[train_idx].tolist()
-        v = (vision_embeddings(data, vision, image_size, pretrained, seed, vision_checkpoint, cache=cache,
-                               device=device).values
-             if with_covers else np.zeros((len(data), 1), dtype=np.float32))  # multiplied by 0 in every run
-        t = text_embeddings(data, text, titles, pretrained, seed, text_checkpoint, max_len, cache=cache,
-                            device=device).values
+        v, t, y, score, train_idx, valid_idx = frozen_inputs(
+            data, seed, vision, text, image_size, pretrained, labels, valid_fraction, max_len, vision_checkpoint,
+            text_checkpoint, cache, with_covers)
         for w_v, w_t in weights:
             _, history = train_heads(v, t, y, score, train_idx, valid_idx, (w_v, w_t), epochs=epochs, lr=lr,
                                      batch_size=batch_size, seed=seed, max_steps=max_steps, show=False)

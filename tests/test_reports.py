@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import matplotlib
@@ -113,6 +114,15 @@ def test_failing_notebook_does_not_stop_the_others(tmp_path, capsys):
     assert lines == {"01_broken.ipynb": "FAILED", "02_ok.ipynb": "ok"}
     assert "RuntimeError: broken on purpose" in captured.out
     assert "failed: 01_broken.ipynb" in captured.err
+    index = (out / "README.md").read_text(encoding="utf-8")
+    assert "| [01_broken](#01_broken) | **FAILED** |" in index and "RuntimeError: broken on purpose" in index
+    assert "| [02_ok](#02_ok) | ok |" in index
+
+    write_notebook(nbs / "01_broken.ipynb", params, "pass")  # fixed: rerun only 01, 02's record stays
+    assert reports.run_reports(out=out, notebooks_dir=nbs, only="01") == 0
+    records = json.loads((out / reports.RECORDS).read_text(encoding="utf-8"))
+    assert [records[n]["status"] for n in sorted(records)] == ["ok", "ok"]
+    assert "all ok" in (out / "README.md").read_text(encoding="utf-8")
 
 
 def test_unknown_parameter_fails_that_notebook_by_name(tmp_path, capsys):
@@ -162,7 +172,7 @@ def test_real_notebook_rejects_an_unknown_parameter(tmp_path, capsys):
     assert "02_label_binning.ipynb: unknown parameter 'demo_size'" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["01_data_exploration.ipynb", "02_label_binning.ipynb"])
+@pytest.mark.parametrize("name", sorted(p.name for p in reports.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")))
 def test_every_knob_of_the_real_notebooks_is_a_parameter(name):
     """papermill skips a parameters line it cannot parse (e.g. a second '=' in its comment): none may be skipped."""
     import ast

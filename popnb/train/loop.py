@@ -239,9 +239,10 @@ def summarise(history: list[dict], scheme: LabelScheme, n_train: int, n_valid: i
             "n_train": n_train, "n_valid": n_valid}
 
 
-def versions() -> dict:
+def versions(packages=PACKAGES) -> dict[str, str | None]:
+    """python and each installed package -> its version (None when not installed)."""
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in packages:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
