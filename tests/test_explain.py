@@ -1,0 +1,195 @@
+"""popnb.explain on a known answer: a ViT trained on demo covers whose label is exactly "has the yellow face"
+must put its heat inside the face boxes of truth.csv; title importance is the effect of deleting one character."""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from popnb import explain
+from popnb.data import make_demo_dataset, write_dataset
+from popnb.train.loop import TrainConfig, train
+from popnb.train.run import load_run, model_inputs, predict
+
+COVER_SIZE = (96, 54)
+N_EXPLAINED = 8  # covers with a face whose heat is averaged
+
+
+@pytest.fixture(scope="module")
+def face_task(tmp_path_factory):
+    """(demo folder, truth, run folder): a vision-only run (weights 1/0) on 200 demo covers whose views are
+    high exactly when the cover has the face (so the face is the one thing that decides the class).
+    (lr 5e-4, batch 8, 4 epochs: seeds 0-3 all learn it, and their heat all sits on the faces by a factor > 9.)"""
+    base = tmp_path_factory.mktemp("face")
+    demo = make_demo_dataset(base / "demo", n=200, seed=0, size=COVER_SIZE)
+    truth = pd.read_csv(demo / "truth.csv")
+    videos = pd.read_csv(demo / "videos.csv")
+    videos["views"] = np.where(truth["face"], 10_000, 100)
+    for column, rate in {"likes": 0.06, "coins": 0.012, "favorites": 0.015, "shares": 0.003}.items():
+        videos[column] = (videos["views"] * rate).round().astype(int)
+    face = base / "face"
+    face.mkdir()
+    os.symlink(demo / "covers", face / "covers")
+    write_dataset(videos, face)
+    run = base / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POPNB_CACHE", str(base / "cache"))
+        summary = train(TrainConfig(str(face), str(run), vision="vit_tiny_patch16_224", fusion_weights=(1.0, 0.0),
+                                    image_size=48, epochs=4, batch_size=8, lr=5e-4, max_len=8, threads=1))
+    # it learned the face (a constant guess scores about 0.6), else the test means nothing
+    assert summary["final"]["valid"]["exact_accuracy"] >= 0.8
+    return demo, truth, run
+
+
+@pytest.fixture(scope="module")
+def mixed_run(face_task, tmp_path_factory):
+    """A tiny cover + title run (weights 0.5/0.5, 8 steps) on the demo covers and titles: its titles matter."""
+    demo, _, _ = face_task
+    run = tmp_path_factory.mktemp("mixed") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POPNB_CACHE", str(run.parent / "cache"))
+        train(TrainConfig(str(demo), str(run), vision="test_vit", image_size=32, fusion_weights=(0.5, 0.5), epochs=1,
+                          max_steps=8, batch_size=8, lr=3e-3, max_len=24, threads=1))
+    return run
+
+
+def log_odds(prediction: dict, target="expected") -> float:
+    return float(explain.target_of(torch.tensor([prediction["probabilities"]], dtype=torch.float64), target)[0])
+
+
+def test_targets_are_log_odds_that_survive_a_confident_model():
+    probs = torch.tensor([[0.1, 0.2, 0.4, 0.2, 0.1], [1e-13, 1e-13, 1e-13, 1e-13, 1 - 4e-13]], dtype=torch.float64)
+    expected = (probs @ torch.arange(5.0, dtype=torch.float64))
+    np.testing.assert_allclose(explain.target_of(probs, "expected"), torch.log(expected / (4 - expected)), rtol=1e-3)
+    assert explain.target_of(probs, "expected")[0] == pytest.approx(0.0)  # E = 2: as likely up as down
+    np.testing.assert_allclose(explain.target_of(probs, 2)[0], np.log(0.4 / 0.6))
+    sure = float(explain.target_of(probs, 4)[1])
+    assert np.isfinite(sure) and sure == pytest.approx(np.log((1 - 4e-13) / 4e-13), rel=1e-6)
+    surer = float(explain.target_of(torch.tensor([[1e-14] * 4 + [1 - 4e-14]], dtype=torch.float64), 4)[0])
+    assert surer > sure + 2  # p = 1 - 4e-13 and 1 - 4e-14 differ by ln(10) in log-odds, not by 4e-13
+
+
+def face_heat(run, demo, truth, method, target) -> tuple[float, float]:
+    """(mean heat inside the face boxes, mean heat outside them) over N_EXPLAINED covers with a face.
+    Heat is in the target's log-odds units, the same for every cover, so the maps are pooled as they are."""
+    inside, outside = [], []
+    for row in truth[truth["face"]].tail(N_EXPLAINED).itertuples():
+        images, ids, mask = model_inputs(run, "标题", demo / "covers" / f"{row.video_id}.jpg")
+        heat = explain.resize_heat(explain.cover_heatmap(run.model, images, ids, mask, target, method), COVER_SIZE)
+        assert heat.shape == (COVER_SIZE[1], COVER_SIZE[0]) and (heat >= 0).all()
+        x0, y0, x1, y1 = (int(v) for v in (row.face_x0, row.face_y0, row.face_x1, row.face_y1))
+        box = np.zeros(heat.shape, bool)
+        box[y0:y1, x0:x1] = True
+        inside.append(heat[box].mean())
+        outside.append(heat[~box].mean())
+    return float(np.mean(inside)), float(np.mean(outside))
+
+
+@pytest.mark.parametrize("method, target", [("rollout", "expected"), ("occlusion", 4)])
+def test_heat_sits_on_the_face(face_task, method, target):
+    demo, truth, run_dir = face_task
+    run = load_run(run_dir)
+    inside, outside = face_heat(run, demo, truth, method, target)
+    assert inside > 3 * outside, f"{method}: mean heat inside the face boxes {inside:.3g}, outside {outside:.3g}"
+
+
+def test_auto_picks_rollout_for_a_vit_and_heat_follows_the_target(face_task):
+    demo, truth, run_dir = face_task
+    run = load_run(run_dir)
+    assert explain.is_vit(run.model)
+    row = truth[truth["face"]].iloc[0]
+    images, ids, mask = model_inputs(run, "标题", demo / "covers" / f"{row.video_id}.jpg")
+    auto = explain.cover_heatmap(run.model, images, ids, mask, "expected", "auto")
+    np.testing.assert_allclose(auto, explain.rollout(run.model, images, ids, mask, "expected"))
+    # the probability of class 0 ("no face") falls where the face is: its heat is not the heat of class 4
+    assert not np.allclose(explain.occlusion(run.model, images, ids, mask, 0),
+                           explain.occlusion(run.model, images, ids, mask, 4))
+
+
+def test_explain_matches_predict_and_importance_is_the_effect_of_deleting_a_character(face_task, mixed_run):
+    demo, truth, _ = face_task
+    run = load_run(mixed_run)
+    cover = demo / "covers" / f"{truth['video_id'].iloc[0]}.jpg"
+    title = "为什么黑洞 会这样？"
+    result = explain.explain(run, title, cover)
+    expected = predict(mixed_run, title, cover)
+    np.testing.assert_allclose(result.prediction["probabilities"], expected["probabilities"], atol=1e-6)
+    assert result.prediction["predicted_class"] == expected["predicted_class"]
+    assert result.prediction["class_score_ranges"] == expected["class_score_ranges"]
+    assert result.heat is not None and result.heat.shape == (32, 32)
+
+    chars = list("为什么黑洞会这样？")  # whitespace dropped
+    assert result.tokens == chars and result.importance.shape == (len(chars),)
+    largest = float(np.abs(result.importance).max())
+    assert largest > 1e-5
+    for i in (0, 4, len(chars) - 1):
+        without = explain.explain(run, "".join(chars[:i] + chars[i + 1:]), cover).prediction
+        change = log_odds(result.prediction) - log_odds(without)
+        assert result.importance[i] == pytest.approx(change, abs=0.01 * largest)
+
+
+def test_a_vision_only_run_gives_no_title_character_any_importance(face_task):
+    demo, truth, run_dir = face_task
+    cover = demo / "covers" / f"{truth['video_id'].iloc[0]}.jpg"
+    result = explain.explain(load_run(run_dir), "揭秘！10个问题", cover)
+    assert len(result.tokens) == 8 - 2  # max_len 8: [CLS], 6 characters, [SEP]
+    assert np.abs(result.importance).max() < 1e-6  # 0 up to float rounding
+
+
+def test_bad_inputs_say_what_is_wrong(face_task, tmp_path):
+    demo, truth, run_dir = face_task
+    run = load_run(run_dir)
+    with pytest.raises(ValueError, match="title is empty"):
+        model_inputs(run, "  ", None)
+    with pytest.raises(ValueError, match="trained with covers"):
+        model_inputs(run, "标题", None)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(ValueError, match="notes.png"):
+        model_inputs(run, "标题", text)
+    images, ids, mask = model_inputs(run, "标题", demo / "covers" / f"{truth['video_id'].iloc[0]}.jpg")
+    with pytest.raises(ValueError, match="method"):
+        explain.cover_heatmap(run.model, images, ids, mask, "expected", "gradcam++")
+    with pytest.raises(ValueError, match="target"):
+        explain.cover_heatmap(run.model, images, ids, mask, 7, "occlusion")
+
+
+def test_box_heat_ratio_and_overlay():
+    heat = np.zeros((10, 20), np.float32)
+    heat[2:6, 12:18] = 1.0
+    assert explain.box_heat_ratio(heat, (12, 2, 18, 6)) == np.inf
+    heat += 0.5
+    assert explain.box_heat_ratio(heat, (12, 2, 18, 6)) == pytest.approx(3.0)
+    from PIL import Image
+
+    cover = Image.new("RGB", (40, 20), (0, 0, 255))
+    shown = np.asarray(explain.overlay(cover, heat[:, :]))
+    assert shown.shape == (20, 40, 3)
+    assert shown[0, 0].tolist() != shown[8, 30].tolist()  # hot pixels are recoloured, cold ones less so
+
+
+def test_rollout_beside_another_thread_using_the_same_model(face_task):
+    """The app explains in a timer thread while the notebook may run the same model: no mixing up."""
+    demo, truth, run_dir = face_task
+    run = load_run(run_dir)
+    inputs = model_inputs(run, "标题", demo / "covers" / f"{truth['video_id'].iloc[0]}.jpg")
+    alone = explain.rollout(run.model, *inputs)
+    failures = []
+
+    def busy():
+        try:
+            for _ in range(15):
+                explain.occlusion(run.model, *inputs)
+        except Exception as err:  # noqa: BLE001 -- reported by the main thread
+            failures.append(err)
+
+    other = threading.Thread(target=busy)
+    other.start()
+    while other.is_alive():
+        np.testing.assert_allclose(explain.rollout(run.model, *inputs), alone, rtol=1e-4, atol=1e-7)
+    other.join()
+    assert failures == []
