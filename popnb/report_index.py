@@ -46,22 +46,30 @@ def dataset_dir(parameters: dict, root: Path) -> Path | None:
     return path if path.is_absolute() else root / path
 
 
-def describe_dataset(folder: Path) -> str:
+def shown(value, root: Path):
+    """A path (or path string) under root as relative to it, so a committed index names no machine's folders."""
+    text = str(value)
+    prefix = str(root).rstrip("/") + "/"
+    return text[len(prefix):] if text.startswith(prefix) else value
+
+
+def describe_dataset(folder: Path, root: Path) -> str:
     """One markdown line: SYNTHETIC demo data (with its n and seed) or a real data folder, from DATASET.json."""
     meta = folder / "DATASET.json"
+    folder_text = shown(folder, root)
     if not folder.is_dir():
-        return f"`{folder}`: **not found** (the notebook may have failed before making it)"
+        return f"`{folder_text}`: **not found** (the notebook may have failed before making it)"
     if not meta.is_file():
-        return f"`{folder}`: a data folder without DATASET.json (not the synthetic demo set)"
+        return f"`{folder_text}`: a data folder without DATASET.json (not the synthetic demo set)"
     doc = json.loads(meta.read_text(encoding="utf-8"))
     if doc.get("synthetic"):
-        return (f"`{folder}`: **SYNTHETIC demo data** ({doc.get('name', '?')}, n={doc.get('n', '?'):,}, "
+        return (f"`{folder_text}`: **SYNTHETIC demo data** ({doc.get('name', '?')}, n={doc.get('n', '?'):,}, "
                 f"seed {doc.get('seed', '?')}): its numbers say nothing about Bilibili")
-    return f"`{folder}`: {doc.get('name', folder.name)} (DATASET.json: not synthetic)"
+    return f"`{folder_text}`: {doc.get('name', folder.name)} (DATASET.json: not synthetic)"
 
 
-def _value(value) -> str:
-    return f"`{value!r}`".replace("|", "\\|")
+def _value(value, root: Path) -> str:
+    return f"`{shown(value, root)!r}`".replace("|", "\\|")
 
 
 def _outputs(reports_dir: Path, prefix: str) -> tuple[list[Path], list[Path]]:
@@ -86,10 +94,10 @@ def notebook_section(reports_dir: Path, record: dict, root: Path) -> list[str]:
                   "What it wrote before failing (or an earlier run left) is listed below.", ""]
     data = dataset_dir(params, root)
     if data is not None:
-        lines += [f"Data: {describe_dataset(data)}", ""]
+        lines += [f"Data: {describe_dataset(data, root)}", ""]
     if params:
         lines += ["<details><summary>parameters</summary>", "", "| parameter | value |", "|---|---|"]
-        lines += [f"| {k} | {_value(v)} |" for k, v in params.items()]
+        lines += [f"| {k} | {_value(v, root)} |" for k, v in params.items()]
         lines += ["", "</details>", ""]
     tables, figures = _outputs(reports_dir, name[:2])
     for table in tables:
@@ -137,7 +145,7 @@ def write_index(reports_dir: str | Path, results: list[dict], root: str | Path |
              "", "Model tables put our numbers beside the paper's and the constant-prediction baseline "
              "(majority class plus half of its neighbours): a model is only worth what it adds to that.", ""]
     datasets = {d for r in results if (d := dataset_dir(r.get("parameters") or {}, root)) is not None}
-    lines += ["## Data", ""] + [f"- {describe_dataset(d)}" for d in sorted(datasets)] + [""]
+    lines += ["## Data", ""] + [f"- {describe_dataset(d, root)}" for d in sorted(datasets)] + [""]
     lines += ["## Notebooks", ""] + summary_table(results) + [""]
     for record in results:
         lines += notebook_section(reports_dir, record, root)

@@ -68,6 +68,13 @@ def test_index_has_every_table_figure_record_and_version(tmp_path, reports_dir):
     assert "| ok | 12.5 |" in ok_row and "seed=0" in ok_row
     assert "1 FAILED: 04_backbone_comparison" in text
     assert "03 (not run this time)" in text and "earlier run" in text
+
+
+def test_paths_under_the_project_root_are_shown_relative(tmp_path, reports_dir):
+    data = make_demo_dataset(tmp_path / "demo" / "n40_seed0", n=40, seed=0)
+    text = write_index(reports_dir, records(data), root=tmp_path).read_text(encoding="utf-8")
+    assert "- `demo/n40_seed0`: **SYNTHETIC demo data**" in text
+    assert "| demo_dir | `'demo'` |" in text and str(tmp_path) not in text
     assert f"| torch | {metadata.version('torch')} |" in text
     assert "<details><summary>40 rows</summary>" in text  # a long table folded, not dropped
     assert "| epochs | `2` |" in text  # the parameters each notebook ran with
