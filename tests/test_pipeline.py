@@ -124,6 +124,37 @@ def test_auto_balance_uses_every_device_and_keeps_the_call(base):
     assert torch.allclose(short, want[:3], atol=1e-5)
 
 
+def mkl_max_threads():
+    """MKL's thread count for the calling thread (torch's CPU library exports MKL's symbols), or skip."""
+    import ctypes
+    from pathlib import Path
+
+    lib = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        return ctypes.CDLL(str(lib)).mkl_get_max_threads
+    except (OSError, AttributeError):
+        pytest.skip("this torch build does not export MKL (no libtorch_cpu.so with mkl_get_max_threads)")
+
+
+def test_partitions_run_on_the_callers_thread_count(base):
+    """torchgpipe's worker threads start with MKL's default (every core); each partition applies torch's count
+    before it runs (checked by a pre-hook registered after popnb's: a partition's first op may be a matmul)."""
+    get_threads = mkl_max_threads()
+    model, batch = base
+    piped = make_gpipe(copy.deepcopy(model), batch[:3], balance=[9, 10], chunks=2, devices="cpu,cpu")
+    seen = []
+    for partition in piped.gpipe.partitions:
+        partition.register_forward_pre_hook(lambda module, args: seen.append(get_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            piped(*batch[:3])
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 1, 1, 1]  # 2 micro-batches x 2 partitions, each on 1 thread
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -46,6 +46,16 @@ def _checkpoint_backward(ctx, *grad_output):
 gpipe_checkpoint.Checkpoint.backward = staticmethod(_checkpoint_backward)
 
 
+def _caller_threads(module: nn.Module, args) -> None:
+    """Forward pre-hook of every partition: apply torch's CPU thread count in the thread that runs it.
+
+    torchgpipe runs the partitions in worker threads it starts on every call, and torch.set_num_threads sets
+    MKL's count for the calling thread only (mkl_set_num_threads_local): without this, a worker's matmuls use
+    every core whatever --threads says (on a busy shared CPU, the oversubscription --threads 1 avoids).
+    """
+    torch.set_num_threads(torch.get_num_threads())
+
+
 def parse_devices(devices: str | Sequence[str | torch.device]) -> list[torch.device]:
     """`"cpu,cpu"` or `["cuda:0", "cuda:1"]` -> devices, each checked to exist on this machine."""
     names = devices.split(",") if isinstance(devices, str) else list(devices)
@@ -189,4 +199,6 @@ def make_gpipe(model: nn.Module, sample: tuple[torch.Tensor, ...],
         balance = auto_balance(stages, micro, len(device_list), device_list[0])
     check_balance(balance, stages, len(device_list))
     gpipe = GPipe(stages, balance=balance, devices=device_list[: len(balance)], chunks=chunks, checkpoint=checkpoint)
+    for partition in gpipe.partitions:
+        partition.register_forward_pre_hook(_caller_threads)
     return PipelinedModel(model, gpipe)
