@@ -95,6 +95,7 @@ def test_same_seed_gives_identical_results_and_another_seed_does_not(run_a, demo
     ({"vision": "vit_tnyi_patch16_224"}, "unknown vision backbone"),
     ({"image_size": 40}, "not a multiple of"),
     ({"pipeline": "gpipe", "chunks": 9, "devices": "cpu,cpu"}, "larger than the batch"),
+    ({"pipeline": "gpipe", "gpipe_checkpoint": "sometimes", "devices": "cpu,cpu"}, "--gpipe-checkpoint must be one of"),
     ({"pipeline": "gpipe", "chunks": 2, "balance": "2,2", "devices": "cpu,cpu"}, "summing to the model's 6 layers"),
     ({"labels": "deciles"}, "--labels"),
     ({"fusion_weights": (0.0, 0.0)}, "fusion weights"),
@@ -156,6 +157,20 @@ def test_gpipe_trains_and_records_its_balance(demo, tmp_path):
     assert summary["final"]["train"]["n"] == 16
     run = load_run(tmp_path / "pipe")  # the plain model's weights were saved, not the pipeline wrapper's
     assert len(as_sequential(run.model)) == 6
+
+
+def test_gpipe_without_recomputation_trains_the_same_model(demo, tmp_path):
+    """--gpipe-checkpoint never keeps activations instead of recomputing them: the same losses and metrics."""
+    histories = {}
+    for mode in ("except_last", "never"):
+        train(tiny(demo, tmp_path / mode, pipeline="gpipe", chunks=2, balance="2,4", devices="cpu,cpu",
+                   gpipe_checkpoint=mode))
+        config = json.loads((tmp_path / mode / "config.json").read_text())
+        assert config["params"]["gpipe_checkpoint"] == mode
+        histories[mode] = pd.read_csv(tmp_path / mode / "history.csv")
+    a, b = histories["except_last"], histories["never"]
+    assert np.allclose(a["loss"], b["loss"], rtol=0, atol=1e-5)
+    assert (a["ordinal_accuracy"] == b["ordinal_accuracy"]).all()
 
 
 def test_evaluate_labels_other_data_with_the_runs_scheme(run_a, tmp_path):

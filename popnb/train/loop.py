@@ -38,7 +38,7 @@ from popnb.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_sta
 from popnb.train.distributed import (
     all_reduce_sums, distributed, gather_rows, per_rank_batch_size, shard_batches, unwrap, wrap_ddp,
 )
-from popnb.train.pipeline import PipelinedModel, make_gpipe, parse_balance
+from popnb.train.pipeline import CHECKPOINT_MODES, PipelinedModel, make_gpipe, parse_balance
 
 CONFIG, SCHEME, CHECKPOINT, HISTORY, METRICS = (
     "config.json", "label_scheme.json", "checkpoint.pt", "history.csv", "metrics.json")
@@ -65,6 +65,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW's default
     pipeline: str = "none"
     chunks: int = 4  # GPipe micro-batches per batch
+    gpipe_checkpoint: str = "except_last"  # GPipe recomputes activations: always | except_last | never
     balance: str = "auto"  # GPipe layers per stage, "auto" or "2,3"
     devices: str = "auto"  # "auto" | "cpu" | "cuda"; for gpipe one per stage, e.g. "cpu,cpu" or "cuda:0,cuda:1"
     seed: int = 0
@@ -99,6 +100,9 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.pipeline == "gpipe" and cfg.chunks > cfg.batch_size:
         raise ValueError(f"--chunks {cfg.chunks} is larger than the batch (--batch-size {cfg.batch_size}): "
                          "every micro-batch needs at least one video")
+    if cfg.gpipe_checkpoint not in CHECKPOINT_MODES:
+        raise ValueError(f"--gpipe-checkpoint must be one of {', '.join(CHECKPOINT_MODES)}, "
+                         f"got {cfg.gpipe_checkpoint!r}")
 
 
 def run_params(cfg: TrainConfig) -> dict:
@@ -172,13 +176,19 @@ def gpipe_devices(cfg: TrainConfig) -> str:
 def place_model(model, cfg: TrainConfig, ctx, sample):
     """GPipe (--pipeline gpipe) or DDP (torchrun) or just the device; sample: one batch (images, ids, mask)."""
     if cfg.pipeline == "gpipe":
-        model = make_gpipe(model, sample, cfg.balance, cfg.chunks, gpipe_devices(cfg))
+        model = make_gpipe(model, sample, cfg.balance, cfg.chunks, gpipe_devices(cfg), cfg.gpipe_checkpoint)
     return wrap_ddp(model, ctx)
 
 
 def input_device(model, ctx) -> torch.device:
     """Where a batch goes in: the first stage of a pipeline, else the process's device."""
     return model.input_device if isinstance(model, PipelinedModel) else ctx.device
+
+
+def make_optimizer(model, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW (cfg's lr and weight decay) over the plain model's parameters, fused: one kernel updates them all,
+    where the default on CPU loops over the parameters (4x slower; about 3% of the demo pair's step)."""
+    return torch.optim.AdamW(unwrap(model).parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 def infer(model, tensors, batches, device, desc: str = "eval", show: bool = True):
@@ -299,7 +309,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step=None) -> dict:
         sample = (torch.zeros(len(sample_ids), 3, cfg.image_size, cfg.image_size), sample_ids, sample_mask)
         model = place_model(model, cfg, ctx, sample)
         device = input_device(model, ctx)
-        optimizer = torch.optim.AdamW(unwrap(model).parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(model, cfg)
 
         tensors = build_tensors(data, tokenizer, scheme.labels(data.videos), scheme.score(data.videos), cfg.image_size,
                                 cfg.max_len, with_covers, image_cfg["mean"], image_cfg["std"])
