@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from popnb.reports import PROJECT_ROOT
+from popnb.reports import PROJECT_ROOT, shown
 from popnb.train.loop import versions
 
 INDEX = "README.md"
@@ -44,13 +44,6 @@ def dataset_dir(parameters: dict, root: Path) -> Path | None:
     else:
         return None
     return path if path.is_absolute() else root / path
-
-
-def shown(value, root: Path):
-    """A path (or path string) under root as relative to it, so a committed index names no machine's folders."""
-    text = str(value)
-    prefix = str(root).rstrip("/") + "/"
-    return text[len(prefix):] if text.startswith(prefix) else value
 
 
 def describe_dataset(folder: Path, root: Path) -> str:

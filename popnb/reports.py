@@ -28,6 +28,13 @@ def resolve(path: str | Path) -> Path:
     return (cwd.parent if cwd.name == "notebooks" else cwd) / path
 
 
+def shown(value, root: Path):
+    """A path (or path string) under root as relative to it, so a committed index names no machine's folders."""
+    text = str(value)
+    prefix = str(root).rstrip("/") + "/"
+    return text[len(prefix):] if text.startswith(prefix) else value
+
+
 def save_figure(fig, name: str, root: str | Path = "reports", dpi: int = 120) -> Path:
     """Write a matplotlib figure to `<root>/figures/<name>.png`; closes it; returns the path."""
     import matplotlib.pyplot as plt
@@ -155,6 +162,7 @@ def run_reports(
         runner_params["data_dir"] = str(data)
     user_params = {k: _plain(v) for k, v in (parameters or {}).items()}
 
+    cwd = notebooks_dir.resolve().parent  # the notebooks run in the project root; records name paths from it
     records = _load_records(out)
     failed: dict[str, str] = {}
     for src in select_notebooks(notebooks_dir, only):
@@ -162,7 +170,7 @@ def run_reports(
         params = {k: v for k, v in runner_params.items() if k in declared} | user_params
         started, start = time.time(), time.perf_counter()
         try:
-            run_notebook(src, out / src.name, params, cwd=notebooks_dir.resolve().parent, kernel=kernel)
+            run_notebook(src, out / src.name, params, cwd=cwd, kernel=kernel)
             status, error = "ok", None
         except Exception as err:  # noqa: BLE001 -- one failing notebook must not stop the others
             status, error = "FAILED", _first_line(err)
@@ -172,7 +180,8 @@ def run_reports(
         if error:
             print(f"    {error}", flush=True)
         records[src.name] = {"name": src.name, "status": status, "seconds": round(seconds, 1), "error": error,
-                             "parameters": {**declared, **params}, "started": started}
+                             "parameters": {k: shown(v, cwd) for k, v in {**declared, **params}.items()},
+                             "started": started}
         (out / RECORDS).write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     from popnb.report_index import write_index
 

@@ -122,6 +122,7 @@ def test_failing_notebook_does_not_stop_the_others(tmp_path, capsys):
     assert reports.run_reports(out=out, notebooks_dir=nbs, only="01") == 0
     records = json.loads((out / reports.RECORDS).read_text(encoding="utf-8"))
     assert [records[n]["status"] for n in sorted(records)] == ["ok", "ok"]
+    assert records["01_broken.ipynb"]["parameters"]["reports_dir"] == "out"  # under the root: relative, no machine path
     assert "all ok" in (out / "README.md").read_text(encoding="utf-8")
 
 
