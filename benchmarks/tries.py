@@ -13,7 +13,6 @@ from benchmarks.common import Figure, Options, Section, demo_data, repeat, secon
 from benchmarks.workload import DEMO, build, demo_titles, stepper
 
 
-
 def verdict(speedups: list[float]) -> str:
     """'faster' / 'slower' when every paired repetition agrees (a sign test: 1 in 2^n by chance), else 'no clear
     difference'."""
