@@ -185,7 +185,7 @@ def run_reports(
         (out / RECORDS).write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     from popnb.report_index import write_index
 
-    index = write_index(out, [records[name] for name in sorted(records)])
+    index = write_index(out, [records[name] for name in sorted(records)], root=cwd)
     print(f"index: {index}", flush=True)
     if failed:
         print(f"popnb reports: {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)

@@ -184,3 +184,17 @@ def test_every_knob_of_the_real_notebooks_is_a_parameter(name):
     assert list(reports.notebook_parameters(reports.NOTEBOOKS_DIR / name)) == assigned
     assert {"data_dir", "reports_dir"} <= set(assigned)
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+
+
+def test_records_and_index_name_the_data_from_where_the_notebooks_ran(tmp_path):
+    from popnb.data import make_demo_dataset
+
+    make_demo_dataset(tmp_path / "demo", n=12, seed=0, size=(48, 27))
+    nbs = tmp_path / "nbs"
+    write_notebook(nbs / "01_a.ipynb", 'reports_dir = "reports"\ndata_dir = None', "pass")
+    out = tmp_path / "out"
+    assert reports.run_reports(data_dir=tmp_path / "demo", out=out, notebooks_dir=nbs) == 0
+    params = json.loads((out / reports.RECORDS).read_text(encoding="utf-8"))["01_a.ipynb"]["parameters"]
+    assert params == {"reports_dir": "out", "data_dir": "demo"}  # relative to tmp_path, where the notebooks ran
+    index = (out / "README.md").read_text(encoding="utf-8")
+    assert "`demo`: **SYNTHETIC demo data**" in index and "not found" not in index
