@@ -29,7 +29,8 @@ def resolve(path: str | Path) -> Path:
 
 
 def shown(value, root: Path):
-    """A path (or path string) under root as relative to it, so a committed index names no machine's folders."""
+    """A path (or path string) under root as relative to it, so committed records and index name no machine's
+    folders; anything else as it is."""
     text = str(value)
     prefix = str(root).rstrip("/") + "/"
     return text[len(prefix):] if text.startswith(prefix) else value
@@ -162,7 +163,7 @@ def run_reports(
         runner_params["data_dir"] = str(data)
     user_params = {k: _plain(v) for k, v in (parameters or {}).items()}
 
-    cwd = notebooks_dir.resolve().parent  # the notebooks run in the project root; records name paths from it
+    cwd = notebooks_dir.resolve().parent  # where the notebooks run (the project root); records name paths from it
     records = _load_records(out)
     failed: dict[str, str] = {}
     for src in select_notebooks(notebooks_dir, only):
