@@ -91,3 +91,32 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
     """Every file under folder -> (size, mtime ns, content): compare before/after to prove nothing was written."""
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def save_outside_cover(base: Path) -> Path:
+    """A real JPEG at base/elsewhere/secret.jpg: a file a cover path must never reach."""
+    (base / "elsewhere").mkdir(parents=True, exist_ok=True)
+    return save_jpeg(base / "elsewhere" / "secret.jpg")
+
+
+def ranking_rows(*titles_and_authors: tuple[str, str]) -> list[dict]:
+    """Rows of a real ranking table (no id column, no covers): author, title, views, like, coins, collect,
+    share, funs."""
+    return [{"author": author, "title": title, "views": str(1000 + i), "like": "10", "coins": "2", "collect": "3",
+             "share": "1", "funs": "500"} for i, (title, author) in enumerate(titles_and_authors)]
+
+
+RANKING_MAP = {"uploader": "author", "likes": "like", "favorites": "collect", "shares": "share", "followers": "funs"}
+
+
+def opened_paths(monkeypatch) -> list[Path]:
+    """Record (resolved) every path PIL opens from now on: proves which files were read."""
+    opened, real_open = [], Image.open
+
+    def spy(fp, *args, **kwargs):
+        if isinstance(fp, (str, Path)):
+            opened.append(Path(fp).resolve())
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", spy)
+    return opened

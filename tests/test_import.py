@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -11,8 +12,8 @@ import sys
 import pandas as pd
 import pytest
 from data_factories import (
-    good_row, good_rows, save_bomb_png, save_jpeg, save_not_an_image, save_palette_png, save_rgba_png,
-    save_truncated_jpeg, snapshot, write_crawl,
+    RANKING_MAP, good_row, good_rows, opened_paths, ranking_rows, save_bomb_png, save_jpeg, save_not_an_image,
+    save_outside_cover, save_palette_png, save_rgba_png, save_truncated_jpeg, snapshot, write_crawl,
 )
 
 from popnb.data import commands
@@ -22,6 +23,7 @@ from popnb.data.io import load_dataset, write_dataset
 from popnb.data.schema import COUNT_COLUMNS, REQUIRED_COLUMNS, SchemaError
 
 GOOD = ("g1", "g2", "g3")
+LEAVES = "cover path leaves the dataset folder"
 
 
 def read_quarantine(out) -> pd.DataFrame:
@@ -202,6 +204,99 @@ def test_write_dataset_orders_columns_and_parquet_loads_the_same(tmp_path):
         write_dataset(videos, tmp_path / "csv")
     with pytest.raises(SchemaError, match="missing required column 'title'"):
         write_dataset(videos.drop(columns="title"), tmp_path / "x")
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_cover_paths_leaving_the_covers_folder_are_quarantined_never_opened_or_copied(tmp_path, link, monkeypatch):
+    src, secret = tmp_path / "raw", save_outside_cover(tmp_path)
+    rows = good_rows(src, GOOD)
+    escaping = [good_row("up", cover="../elsewhere/secret.jpg"), good_row("abs", cover=str(secret)),
+                good_row("gone", cover="../elsewhere/absent.jpg")]
+    opened = opened_paths(monkeypatch)
+    report = import_crawl(write_crawl(src, [rows[0], *escaping, *rows[1:]]), tmp_path / "out", link=link)
+    out = tmp_path / "out"
+    assert load_dataset(out).videos.video_id.tolist() == list(GOOD)
+    quarantine = read_quarantine(out)
+    assert quarantine[["_row", "_field", "_reason"]].values.tolist() == [[r, "cover", LEAVES] for r in "234"]
+    assert quarantine.cover.tolist() == [r["cover"] for r in escaping]  # the crawl's value, verbatim
+    assert (report.n_kept, report.by_reason) == (3, {LEAVES: 3})
+    assert sorted(p.name for p in (out / "covers").iterdir()) == [f"{i}.jpg" for i in GOOD]
+    assert (src / "g1.jpg").resolve() in opened and secret.resolve() not in opened
+
+
+def test_covers_symlinked_by_import_link_load(tmp_path, monkeypatch):
+    def cross_device(*_):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)  # as on another file system: import --link symlinks
+    src = tmp_path / "raw"
+    import_crawl(write_crawl(src, good_rows(src, GOOD)), tmp_path / "out", link=True)
+    cover = tmp_path / "out" / "covers" / "g1.jpg"
+    assert cover.is_symlink() and os.readlink(cover) == str((src / "g1.jpg").resolve())  # points outside
+    ds = load_dataset(tmp_path / "out", check_images="full")
+    assert ds.videos.video_id.tolist() == list(GOOD) and ds.report.n_quarantined == 0
+
+
+def test_load_quarantines_a_hand_edited_cover_leaving_the_folder_unopened(tmp_path, monkeypatch):
+    src, secret = tmp_path / "raw", save_outside_cover(tmp_path)
+    import_crawl(write_crawl(src, good_rows(src, GOOD)), tmp_path / "out")
+    edited = tmp_path / "edited"
+    shutil.copytree(tmp_path / "out", edited)
+    videos = pd.read_csv(edited / "videos.csv", dtype=str, keep_default_na=False)
+    videos.loc[1:, "cover"] = ["covers/../../elsewhere/secret.jpg", str(secret)]
+    videos.to_csv(edited / "videos.csv", index=False)
+    opened = opened_paths(monkeypatch)
+    ds = load_dataset(edited, check_images="full", quarantine_to=tmp_path / "q.csv")
+    assert ds.videos.video_id.tolist() == ["g1"] and secret.resolve() not in opened
+    written = pd.read_csv(tmp_path / "q.csv", dtype=str)
+    assert written[["_row", "_field", "_reason", "video_id"]].values.tolist() == [
+        ["2", "cover", LEAVES, "g2"], ["3", "cover", LEAVES, "g3"]]
+
+
+def derived(*fields: str) -> str:
+    """The README's rule, written out: 'h' + 12 hex digits of SHA-1 over the fields joined by U+001F."""
+    return "h" + hashlib.sha1("\x1f".join(fields).encode("utf-8")).hexdigest()[:12]
+
+
+def test_a_crawl_without_ids_gets_stable_derived_ids_and_repeats_are_quarantined(tmp_path, capsys):
+    rows = ranking_rows(("猫咪日常", "up1"), ("猫咪日常 ", "up1"), ("cafe\u0301", "up2"), ("café", "up2"),
+                        ("猫咪日常", "up2"))  # row 2: row 1 with a space; row 4: row 3 in NFC
+    path = write_crawl(tmp_path / "raw", rows, name="ranking.csv")
+    args = _parse(["import", str(path), str(tmp_path / "out"), "--map", ",".join(f"{k}={v}" for k, v in
+                                                                                  RANKING_MAP.items())])
+    assert args.func(args) == 0
+    assert ("  note: no column mapped to video_id: ids derived from title, uploader "
+            "('h' + 12 hex digits of their SHA-1)") in capsys.readouterr().out.splitlines()
+    import_crawl(path, tmp_path / "again", mapping=RANKING_MAP)
+    first, again = load_dataset(tmp_path / "out").videos, load_dataset(tmp_path / "again").videos
+    expected = [derived("猫咪日常", "up1"), derived("café", "up2"), derived("猫咪日常", "up2")]
+    assert first.video_id.tolist() == again.video_id.tolist() == expected
+    assert first.title.tolist() == ["猫咪日常", "cafe\u0301", "猫咪日常"]  # titles as published
+    assert first.likes.tolist() == [10] * 3 and first.followers.tolist() == [500] * 3
+    quarantine = read_quarantine(tmp_path / "out")
+    assert quarantine[["_row", "_reason", "title", "uploader", "views"]].values.tolist() == [
+        ["2", "duplicate video_id: same as row 1", "猫咪日常 ", "up1", "1001"],
+        ["4", "duplicate video_id: same as row 3", "café", "up2", "1003"]]
+
+
+def test_derived_ids_use_the_upload_time_when_mapped(tmp_path):
+    rows = [{"name": "同一个标题", "plays": "5", "at": day} for day in ("2021-11-22", "2021-11-23")]
+    path = write_crawl(tmp_path / "raw", rows)
+    report = import_crawl(path, tmp_path / "out", mapping={"title": "name", "views": "plays", "upload_time": "at"})
+    assert report.notes[0].startswith("no column mapped to video_id: ids derived from title, upload_time ")
+    assert load_dataset(tmp_path / "out").videos.video_id.tolist() == [derived("同一个标题", day)
+                                                                      for day in ("2021-11-22", "2021-11-23")]
+
+
+def test_one_source_column_feeds_two_of_ours(tmp_path):
+    path = write_crawl(tmp_path / "raw", ranking_rows(("a", "x"), ("b", "x"), ("a", "y")))
+    args = _parse(["import", str(path), str(tmp_path / "out"), "--map", "video_id=title,title=title"])
+    report = import_crawl(args.src, args.out, mapping=args.map[0])
+    videos = load_dataset(tmp_path / "out").videos
+    assert videos.video_id.tolist() == videos.title.tolist() == ["a", "b"] and "author" in videos
+    assert read_quarantine(tmp_path / "out")[["_row", "_reason"]].values.tolist() == [
+        ["3", "duplicate video_id: same as row 1"]]
+    assert not any("derived" in note for note in report.notes)
 
 
 # ---- the real crawls in ../shared/data ----

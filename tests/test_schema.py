@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from data_factories import good_row, save_jpeg
+from data_factories import good_row, opened_paths, save_jpeg, save_outside_cover
 
-from popnb.data.schema import COUNT_COLUMNS, REQUIRED_COLUMNS, SchemaError, validate
+from popnb.data.schema import COUNT_COLUMNS, REQUIRED_COLUMNS, SchemaError, leaves_folder, validate
 
 
 def frame(*rows: dict) -> pd.DataFrame:
@@ -121,3 +121,32 @@ def test_covers_are_checked_and_unusual_modes_noted(tmp_path):
 def test_unknown_check_level(tmp_path):
     with pytest.raises(ValueError, match="check_images must be one of"):
         run(frame(good_row("a")), tmp_path, check_images="fast")
+
+
+@pytest.mark.parametrize("path, leaves", [
+    ("a.jpg", False), ("covers/a.jpg", False), ("./covers/a.jpg", False), ("covers/../a.jpg", False),
+    ("covers/x/../../a.jpg", False), ("..a.jpg", False), ("covers/a..jpg", False), ("", False),
+    ("../a.jpg", True), ("..", True), ("covers/../../a.jpg", True), ("./../a.jpg", True), ("..\\a.jpg", True),
+    ("/etc/a.jpg", True), ("\\\\server\\share\\a.jpg", True), ("C:\\a.jpg", True), ("C:a.jpg", True),
+])
+def test_leaves_folder_judges_the_normalised_text(path, leaves):
+    assert leaves_folder(path) is leaves
+
+
+@pytest.mark.parametrize("level", ["none", "header", "full"])
+def test_a_cover_leaving_the_folder_is_quarantined_unopened_whether_or_not_it_exists(tmp_path, level,
+                                                                                       monkeypatch):
+    root, secret = tmp_path / "ds", save_outside_cover(tmp_path)
+    (root / "covers").mkdir(parents=True)
+    inside = save_jpeg(root / "covers" / "a.jpg").resolve()
+    covers = ["covers/a.jpg", "../elsewhere/secret.jpg", "../elsewhere/absent.jpg", str(secret),
+              "covers/../../elsewhere/secret.jpg"]
+    df = pd.DataFrame([good_row(f"v{i}", cover=cover) for i, cover in enumerate(covers)])
+    opened = opened_paths(monkeypatch)
+    kept, quarantine, report = run(df, root, check_images=level)
+    assert kept.cover.tolist() == ["covers/a.jpg"]
+    assert quarantine[["_row", "_field", "_reason"]].values.tolist() == [
+        [row, "cover", "cover path leaves the dataset folder"] for row in (2, 3, 4, 5)]
+    assert quarantine.cover.tolist() == covers[1:]  # the value as written
+    assert report.by_reason == {"cover path leaves the dataset folder": 4}
+    assert set(opened) == (set() if level == "none" else {inside})  # the outside file: never opened

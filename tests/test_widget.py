@@ -10,7 +10,9 @@ import time
 from datetime import datetime, timezone
 
 import numpy as np
+import pandas as pd
 import pytest
+from data_factories import opened_paths, save_outside_cover
 from PIL import Image
 
 from popnb.data import make_demo_dataset
@@ -155,6 +157,22 @@ def test_a_run_without_checkpoint_is_a_message_and_the_app_stays_usable(runs):
 def test_no_runs_at_all_is_a_message(tmp_path):
     app = TryACover(tmp_path / "runs", "demo", delay=0)
     assert app.run is None and "no trained run" in app.status.value
+
+
+def test_covers_leaving_the_data_set_are_not_offered_nor_opened(runs, tmp_path, monkeypatch):
+    data = tmp_path / "edited"
+    shutil.copytree(json.loads((runs / "demo" / "config.json").read_text(encoding="utf-8"))["data_dir"], data)
+    secret = save_outside_cover(tmp_path)
+    videos = pd.read_csv(data / "videos.csv", dtype=str, keep_default_na=False)
+    videos.loc[:1, "cover"] = ["../elsewhere/secret.jpg", str(secret)]  # the first two videos, hand-edited
+    videos.to_csv(data / "videos.csv", index=False)
+    opened = opened_paths(monkeypatch)
+    app = TryACover(runs, "demo", data_dir=data, delay=0)
+    offered = [label.split(" · ")[0] for label, _ in app.candidates[0].cover.options[1:]]
+    assert offered == videos.video_id[2:].tolist()
+    assert app.candidates[0].source.value == f"cover of {videos.video_id[2]}" and shown_probabilities(app.candidates[0])
+    assert app.cover_of(app.candidates[0]).resolve() in opened and secret.resolve() not in opened
+    assert all(p.is_relative_to(data) for p in app.videos.path)
 
 
 def test_debouncer_runs_once_after_a_burst():

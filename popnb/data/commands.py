@@ -54,7 +54,8 @@ def register(subparsers) -> None:
     p.add_argument("--covers", metavar="DIR", help="folder the cover paths are relative to")
     p.add_argument("--preset", choices=PRESET_NAMES, help="a known crawl layout")
     p.add_argument("--map", type=_mapping, action="append", metavar="OURS=SOURCE,...",
-                   help="our column name = the crawl's column name, e.g. views=view_count")
+                   help="our column name = the crawl's column name, e.g. views=view_count (one column may feed "
+                        "two); with no video_id, ids are derived from title, uploader, upload_time")
     p.add_argument("--link", action="store_true", help="hard-link (else symlink) covers instead of copying")
     p.add_argument("--encoding", help="the CSV's text encoding (default UTF-8), e.g. gb18030")
     p.set_defaults(func=_import)

@@ -17,6 +17,7 @@ from popnb.data.schema import (
 )
 
 SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")  # ids usable as a file name as they are
+ID_SOURCES = ("title", "uploader", "upload_time")  # a crawl without ids: video_id hashes those it has
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,6 @@ class Preset:
     """How a known crawl layout maps to our columns."""
 
     columns: dict[str, str] = field(default_factory=dict)  # our name -> source column
-    id_from: tuple[str, ...] = ()  # no id in the crawl: hash these (our names) into a stable video_id
     covers: str | None = None  # covers folder, relative to the CSV's folder
     cover_name: str | None = None  # cover file name in that folder, e.g. "{video_id}.jpg"
     drop: tuple[str, ...] = ()  # source columns not worth keeping
@@ -44,16 +44,15 @@ PRESETS = {
                  "favorites": "收藏", "shares": "分享", "danmaku": "弹幕", "views": "播放", "replies": "评论",
                  "upload_time": "上传时间", "crawl_time": "爬取时间", "tags": "标签", "section": "分区",
                  "days_online": "时间"},
-        id_from=("uploader", "title", "upload_time"),
     ),
 }
 
 
-def stable_ids(parts: pd.DataFrame) -> pd.Series:
-    """16 hex digits of SHA-1 over the row's fields (joined by U+001F, NA as ""): same fields, same id."""
-    columns = [parts[c].astype("string").fillna("") for c in parts.columns]
-    return pd.Series([hashlib.sha1("\x1f".join(fields).encode("utf-8")).hexdigest()[:16] for fields in zip(*columns)],
-                     index=parts.index, dtype="string")
+def derived_ids(parts: pd.DataFrame) -> pd.Series:
+    """"h" + 12 hex digits of SHA-1 over the row's fields (NFC, stripped, NA as "", joined by U+001F)."""
+    columns = [parts[c].astype("string").fillna("").str.normalize("NFC").str.strip() for c in parts.columns]
+    digests = ["h" + hashlib.sha1("\x1f".join(fields).encode("utf-8")).hexdigest()[:12] for fields in zip(*columns)]
+    return pd.Series(digests, index=parts.index, dtype="string")
 
 
 def _cover_file_name(video_id: str, suffix: str) -> str:
@@ -89,14 +88,25 @@ def _resolve_preset(preset: str | None) -> Preset:
 
 
 def _rename(raw: pd.DataFrame, columns: dict[str, str], spec: Preset, src: Path) -> pd.DataFrame:
-    """Source columns -> our names; SchemaError for a mapped column the file lacks or a name clash."""
+    """Our columns from their sources (one source may feed several), then the unmapped columns;
+    SchemaError for a mapped column the file lacks or a name clash."""
     for ours, theirs in columns.items():
         if theirs not in raw.columns:
             raise SchemaError(f"{src}: missing column {theirs!r} (the source of {ours!r}); "
                               f"columns found: {', '.join(map(str, raw.columns))}")
         if ours != theirs and ours in raw.columns and ours not in columns.values():
             raise SchemaError(f"{src}: has a column {ours!r} and {theirs!r} is also mapped to it")
-    return raw.drop(columns=list(spec.drop), errors="ignore").rename(columns={t: o for o, t in columns.items()})
+    mapped = pd.DataFrame({ours: raw[theirs] for ours, theirs in columns.items()}, index=raw.index)
+    rest = raw.drop(columns=[*spec.drop, *columns.values()], errors="ignore")
+    return pd.concat([mapped, rest], axis=1)
+
+
+def _with_ids(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """df with a derived video_id first when no column is mapped to one, and the ID_SOURCES it hashed."""
+    sources = [c for c in ID_SOURCES if c in df] if "video_id" not in df else []
+    if sources:
+        df = df.assign(video_id=derived_ids(df[sources]))[["video_id", *df.columns]]
+    return df, sources
 
 
 def _cover_paths(df: pd.DataFrame, spec: Preset, covers: str | Path | None, src: Path) -> tuple[pd.Series, Path]:
@@ -137,9 +147,7 @@ def import_crawl(src_csv: str | Path, out_dir: str | Path, covers: str | Path | 
     spec = _resolve_preset(preset)
     columns = {**spec.columns, **(mapping or {})}
     raw = read_table(src, encoding, text_columns={*columns.values(), *REQUIRED_COLUMNS, *OPTIONAL_COLUMNS})
-    df = _rename(raw, columns, spec, src)
-    if spec.id_from and "video_id" not in df:
-        df.insert(0, "video_id", stable_ids(df[list(spec.id_from)]))
+    df, id_sources = _with_ids(_rename(raw, columns, spec, src))
     require_columns(df.columns, ("video_id", "title", "views"), str(src), "; name a column with --map OURS=SOURCE")
     for column in COUNT_COLUMNS:
         if column not in df:  # not in this crawl: NA, never zero
@@ -152,6 +160,9 @@ def import_crawl(src_csv: str | Path, out_dir: str | Path, covers: str | Path | 
     _check_output(out_dir, src.parent, covers_dir if uses_covers else None)
 
     kept, quarantine, report = validate(df, covers_dir, str(src), check_images="full")
+    if id_sources:
+        report.notes.insert(0, f"no column mapped to video_id: ids derived from {', '.join(id_sources)} "
+                                  "('h' + 12 hex digits of their SHA-1)")
     kept["cover"] = _place_covers(kept, covers_dir, out_dir, link)
     write_dataset(kept, out_dir)
     write_quarantine(quarantine, out_dir / "quarantine.csv")

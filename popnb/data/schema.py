@@ -1,9 +1,10 @@
 """The dataset schema and row validation: bad rows go to quarantine with row, field and reason."""
 from __future__ import annotations
 
+import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ QUARANTINE_COLUMNS = ("_row", "_field", "_reason")
 LONG_TITLE_CHARS = 128  # longer titles are kept; tokenisers truncate them
 NA_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "<na>"})  # case-insensitive, counts only
 TRUE_TOKENS, FALSE_TOKENS = frozenset({"true", "1", "yes", "y", "t"}), frozenset({"false", "0", "no", "n", "f"})
+LEAVES_FOLDER = "cover path leaves the dataset folder"
 
 
 class SchemaError(ValueError):
@@ -87,6 +89,14 @@ def _parse_bool(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values, _where(bad, "not a boolean: " + text[bad].map(repr))
 
 
+def leaves_folder(path: str) -> bool:
+    """True when the text of a relative path is absolute (/x, \\x, C:x) or climbs out with '..' once
+    normalised; judged on the text alone, so nothing outside is ever looked at (symlinks inside stay valid)."""
+    if PureWindowsPath(path).anchor:
+        return True
+    return posixpath.normpath(path.replace("\\", "/")).split("/")[0] == ".."
+
+
 def _check_covers(covers: pd.Series, root: Path, level: str) -> tuple[pd.Series, list[str]]:
     """-> (problem per row or NA, notes on unusual-but-good covers)."""
     problem = pd.Series(pd.NA, index=covers.index, dtype="string")
@@ -119,7 +129,8 @@ def validate(df: pd.DataFrame, root: str | Path, source: str, check_images: str 
     other columns untouched, index 0..n-1. quarantine: the original fields plus `_row` (1-based data row),
     `_field`, `_reason`; one row per bad video, the first problem found (ids, titles, numbers, cover,
     then duplicates among the rest: the first occurrence is kept).
-    `root`: folder the `cover` paths are relative to. `check_images`: "none" | "header" | "full".
+    `root`: folder the `cover` paths are relative to; a path leaving it is quarantined at every level, unopened.
+    `check_images`: "none" | "header" | "full".
     """
     require_columns(df.columns, REQUIRED_COLUMNS, source)
     if check_images not in CHECK_LEVELS:
@@ -160,6 +171,7 @@ def validate(df: pd.DataFrame, root: str | Path, source: str, check_images: str 
         notes.append(f"not in the data (all NA): {', '.join(absent)}")
 
     covers = df["cover"].astype("string").fillna("").str.strip()
+    flag(_where(covers.map(leaves_folder).astype(bool), LEAVES_FOLDER), "cover")
     has_cover = (covers != "") & bad_reason.isna()
     if check_images != "none" and has_cover.any():
         problem, cover_notes = _check_covers(covers[has_cover], root, check_images)
