@@ -1,14 +1,19 @@
 """Pretrained loading: weights a test saves itself load back exactly; offline without weights, a clear error."""
 from __future__ import annotations
 
+import argparse
+import pickle
+
 import huggingface_hub.constants
 import pytest
 import timm
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertModel
 
-from popnb.models import CharVocab, WeightsUnavailableError, build_model, create_text, create_vision, minilm_path
+from popnb.models import (
+    CharVocab, UnsafePickleError, WeightsUnavailableError, build_model, create_text, create_vision, minilm_path,
+)
 
 
 @pytest.fixture
@@ -37,12 +42,69 @@ def test_timm_checkpoint_loads_exactly(tmp_path, empty_hub):
     assert torch.equal(bigger.backbone.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
 
 
+def doubled(state: dict) -> dict:
+    return {k: 2 * v for k, v in state.items()}
+
+
+# the files a vision checkpoint comes as -> how to write one holding `state`
+CHECKPOINT_FORMS = {
+    "weights.safetensors": lambda state, path: save_file(state, str(path)),
+    # timm's train.py: EMA weights preferred (timm's load_state_dict does too), args in an argparse.Namespace
+    "timm_train.pth.tar": lambda state, path: torch.save(
+        {"state_dict": doubled(state), "state_dict_ema": state, "args": argparse.Namespace(lr=0.1), "epoch": 3}, path),
+    # a DDP training loop's checkpoint: the state dict under "model", keys with DDP's "module." prefix
+    "ddp.pt": lambda state, path: torch.save(
+        {"model": {f"module.{k}": v for k, v in state.items()}, "optimizer": {"state": {}}, "epoch": 1}, path),
+}
+
+
+@pytest.mark.parametrize("filename", CHECKPOINT_FORMS)
+def test_wrapped_and_safetensors_checkpoints_load_exactly(tmp_path, empty_hub, filename):
+    source = timm.create_model("test_vit", img_size=32)
+    CHECKPOINT_FORMS[filename](source.state_dict(), tmp_path / filename)
+    branch = create_vision("test_vit", image_size=32, checkpoint=tmp_path / filename)
+    assert_same_tensors(branch.backbone.state_dict(),
+                        {k: v for k, v in source.state_dict().items() if not k.startswith("head.")})
+    assert "state_dict" not in branch.backbone.pretrained_cfg  # timm's copy of the weights is not kept
+
+
+class Touch:
+    """Unpickled, it creates `path` (as a malicious weights file could do anything)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+# torch.save's zip format, and a plain pickle (protocol 2, which the weights-only unpickler reads)
+@pytest.mark.parametrize("write", [torch.save, lambda obj, path: path.write_bytes(pickle.dumps(obj, protocol=2))],
+                         ids=["torch.save", "plain pickle"])
+def test_a_vision_checkpoint_that_would_run_code_is_refused(tmp_path, empty_hub, write):
+    marker = tmp_path / "ran"
+    write({"args": Touch(marker), "state_dict": {"pos_embed": torch.zeros(1)}}, tmp_path / "vit.pth")
+    with pytest.raises(UnsafePickleError) as err:
+        create_vision("test_vit", image_size=32, checkpoint=tmp_path / "vit.pth")
+    assert not marker.exists()
+    message = str(err.value)
+    assert f"{tmp_path / 'vit.pth'} was refused: unpickling it would call io.open" in message
+    assert "nothing in it was run" in message
+    assert "re-save its state dict as .safetensors" in message
+
+
 def test_timm_checkpoint_errors(tmp_path, empty_hub):
     torch.save(timm.create_model("convnext_atto").state_dict(), tmp_path / "convnext.pth")
     with pytest.raises(ValueError, match="convnext.pth does not fit 'vit_tiny_patch16_224'"):
         create_vision("vit_tiny_patch16_224", image_size=32, checkpoint=tmp_path / "convnext.pth")
     with pytest.raises(FileNotFoundError, match="missing.pth does not exist"):
         create_vision("vit_tiny_patch16_224", image_size=32, checkpoint=tmp_path / "missing.pth")
+    torch.save({"epoch": 3, "model": None}, tmp_path / "no_weights.pth")
+    with pytest.raises(ValueError, match="no_weights.pth holds no state dict: expected a dict of tensors"):
+        create_vision("vit_tiny_patch16_224", image_size=32, checkpoint=tmp_path / "no_weights.pth")
+    (tmp_path / "text.safetensors").write_text("not weights")
+    with pytest.raises(ValueError, match="text.safetensors: not a readable .safetensors file"):
+        create_vision("vit_tiny_patch16_224", image_size=32, checkpoint=tmp_path / "text.safetensors")
 
 
 def test_offline_vision_pretrained_says_what_to_do(empty_hub):
@@ -72,6 +134,21 @@ def test_hf_folder_loads_exactly_by_path_and_as_checkpoint(tmp_path, empty_hub):
     assert ids[0, :5].tolist() == [2, 5, 6, 7, 3]  # the folder's own vocabulary, per character
     named = create_text("bert-base-chinese", checkpoint=tmp_path / "bert", out_dim=8)  # the name, weights local
     assert_same_tensors(named.encoder.state_dict(), source.state_dict())
+
+
+def test_a_bert_folder_that_would_run_code_is_refused(tmp_path, empty_hub):
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "视", "频", "好"]
+    state = save_tiny_bert(tmp_path / "bert", tokens).state_dict()
+    (tmp_path / "bert" / "model.safetensors").unlink()  # the older format instead: a pickle, here one with a payload
+    marker = tmp_path / "ran"
+    torch.save({**state, "extra": Touch(marker)}, tmp_path / "bert" / "pytorch_model.bin")
+    for build in (lambda: create_text(str(tmp_path / "bert"), pretrained=True),
+                  lambda: create_text("charbert-tiny", vocab=CharVocab(tokens[:4]), checkpoint=tmp_path / "bert")):
+        with pytest.raises(UnsafePickleError) as err:
+            build()
+        assert not marker.exists()
+        assert f"{tmp_path / 'bert'} was refused: unpickling it would call io.open" in str(err.value)
+        assert "re-save its weights as model.safetensors" in str(err.value)
 
 
 def test_offline_hf_name_says_what_to_do(empty_hub):

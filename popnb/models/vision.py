@@ -5,7 +5,10 @@ pooled feature vector (for ViT: the class token after the final LayerNorm).
 """
 from __future__ import annotations
 
+import argparse
 import logging
+import pickle
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,8 +18,67 @@ from torch import nn
 from popnb.models.registry import known_vision_names, unknown_name_message
 
 
+WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")  # as timm's load_state_dict, EMA first
+VISION_ADVICE = ("If you trust the file, re-save its state dict as .safetensors "
+                 "(safetensors.torch.save_file(state_dict, 'weights.safetensors')) and pass that file.")
+
+
 class WeightsUnavailableError(FileNotFoundError):
     """Pretrained weights were asked for but cannot be had offline."""
+
+
+class UnsafePickleError(ValueError):
+    """A weights file that would run code when unpickled: refused, and nothing in it was run."""
+
+
+@contextmanager
+def refusing_code(path: Path | str, advice: str):
+    """Turn torch's weights-only refusal of a pickle (pickle.UnpicklingError) into an UnsafePickleError naming
+    path and saying what to do (advice)."""
+    try:
+        yield
+    except pickle.UnpicklingError as err:
+        raise UnsafePickleError(f"{path} was refused: {_unsafe_reason(err)}. popnb reads weights files as "
+                                f"tensors and plain values only (torch.load weights_only=True), so nothing in it "
+                                f"was run. {advice}") from err
+
+
+def safe_torch_load(path: Path, advice: str):
+    """torch.load on the CPU with weights_only=True: tensors and plain values, never code (argparse.Namespace
+    allowed: timm's training checkpoints keep their args in one). advice: what to do when the file is refused."""
+    try:
+        with refusing_code(path, advice), torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, KeyError) as err:
+        raise ValueError(f"{path}: not a readable torch file ({type(err).__name__}: {err})") from err
+
+
+def _unsafe_reason(err: pickle.UnpicklingError) -> str:
+    """What a refused pickle holds: the function it would call, as torch's weights-only unpickler names it."""
+    found = re.search(r"GLOBAL (\S+)", str(err))
+    return f"unpickling it would call {found[1]}" if found else "it holds objects other than tensors and plain values"
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A vision checkpoint's weights, read without running code: .safetensors, or a torch file (safe_torch_load).
+    A state dict under one of WRAPPER_KEYS is unwrapped and DDP/torch.compile key prefixes dropped, as timm does."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from timm.models import clean_state_dict
+
+    if path.suffix == ".safetensors":
+        try:
+            state = load_file(str(path))
+        except SafetensorError as err:
+            raise ValueError(f"vision checkpoint {path}: not a readable .safetensors file ({err})") from err
+    else:
+        state = safe_torch_load(path, VISION_ADVICE)
+    if isinstance(state, dict):
+        state = next((state[k] for k in WRAPPER_KEYS if isinstance(state.get(k), dict)), state)
+    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise ValueError(f"vision checkpoint {path} holds no state dict: expected a dict of tensors, "
+                         f"or one under {' / '.join(WRAPPER_KEYS)}")
+    return clean_state_dict(state)
 
 
 class VisionBranch(nn.Module):
@@ -62,7 +124,10 @@ def _timm_create(name: str, image_size: int, **kwargs) -> nn.Module:
 
 
 def _load_backbone(name: str, image_size: int, pretrained: bool, checkpoint: Path | None) -> nn.Module:
-    """Build the timm backbone; weights from timm's hub cache (pretrained) or a local file (checkpoint)."""
+    """Build the timm backbone; weights from timm's hub cache (pretrained) or a local file (checkpoint).
+
+    popnb reads the file itself (read_state_dict) and hands timm the state dict, so timm's own adaptation
+    applies as for its published weights (classifier dropped, ViT position embeddings resampled)."""
     if checkpoint is None:
         try:
             return _timm_create(name, image_size, num_classes=0, pretrained=pretrained)
@@ -77,13 +142,14 @@ def _load_backbone(name: str, image_size: int, pretrained: bool, checkpoint: Pat
             ) from err
     if not checkpoint.is_file():
         raise FileNotFoundError(f"vision checkpoint {checkpoint} does not exist")
-    log = _KeyLog()
+    state, log = read_state_dict(checkpoint), _KeyLog()
     try:
         with log.listening():
             backbone = _timm_create(name, image_size, num_classes=0, pretrained=True,
-                                    pretrained_cfg_overlay=dict(file=str(checkpoint)))
+                                    pretrained_cfg_overlay=dict(state_dict=state))
     except (RuntimeError, KeyError, ValueError) as err:
         raise ValueError(f"vision checkpoint {checkpoint} does not fit {name!r}: {str(err).splitlines()[0]}") from err
+    backbone.pretrained_cfg.pop("state_dict", None)  # timm keeps a copy of the weights there
     if log.missing:  # timm loads non-strictly once the classifier is dropped: a wrong file would load nothing
         raise ValueError(f"vision checkpoint {checkpoint} does not fit {name!r}: it lacks weights the model needs "
                          f"({log.missing[:300]})")
@@ -140,7 +206,8 @@ def _feature_dim(backbone: nn.Module, name: str, image_size: int) -> int:
 
 def create_vision(name: str, pretrained: bool = False, image_size: int = 112, checkpoint: str | Path | None = None,
                   out_dim: int = 256) -> VisionBranch:
-    """A timm backbone by name -> VisionBranch. checkpoint: a local timm state_dict file (implies pretrained)."""
+    """A timm backbone by name -> VisionBranch. checkpoint: a local state dict file, .safetensors or a torch file
+    of tensors only (implies pretrained; a pickle that would run code is refused: UnsafePickleError)."""
     import timm
 
     if not timm.is_model(name):

@@ -9,13 +9,14 @@ values, so `torch.load(weights_only=True)` reads it without unpickling code.
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from popnb.models.vision import safe_torch_load
 
 
 def rng_states() -> dict:
@@ -66,11 +67,9 @@ def save_checkpoint(path, model: nn.Module, optimizer: torch.optim.Optimizer, ep
 
 
 def load_checkpoint(path) -> dict:
-    """Read a checkpoint written by `save_checkpoint` (tensors on the CPU)."""
+    """Read a checkpoint written by `save_checkpoint` (tensors on the CPU); never runs code (UnsafePickleError)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint here")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
-        raise ValueError(f"{path}: not a readable popnb checkpoint ({type(err).__name__}: {err})") from err
+    return safe_torch_load(path, "popnb writes its checkpoints as tensors and plain values only: this file was not "
+                                 "written by popnb train; train the run again, or restore the run's own checkpoint.pt.")

@@ -33,7 +33,7 @@ from popnb.data import load_dataset
 from popnb.data.torchdata import build_tensors, epoch_batches, require_covers, stratified_split
 from popnb.labels import KINDS, LabelScheme
 from popnb.metrics import all_metrics
-from popnb.models import build_model, image_transform_config
+from popnb.models import TextBranch, build_model, image_transform_config, save_text_model
 from popnb.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from popnb.train.distributed import (
     all_reduce_sums, distributed, gather_rows, per_rank_batch_size, shard_batches, unwrap, wrap_ddp,
@@ -260,13 +260,16 @@ def versions(packages=PACKAGES) -> dict[str, str | None]:
     return out
 
 
-def write_run_files(run: Path, cfg: TrainConfig, scheme: LabelScheme, tokenizer, extra: dict) -> None:
-    """label_scheme.json, the tokenizer (vocab.json or tokenizer/), then config.json (last: it marks a run folder)."""
+def write_run_files(run: Path, cfg: TrainConfig, scheme: LabelScheme, text: TextBranch, extra: dict) -> None:
+    """label_scheme.json, the tokenizer (vocab.json or tokenizer/), text_model/ (save_text_model), then config.json
+    (last: it marks a run folder)."""
     run.mkdir(parents=True, exist_ok=True)
     scheme.save(run / SCHEME)
-    tokenizer.save(run)
+    text.tokenizer.save(run)
+    text_model = save_text_model(text, run)
     config = {"params": run_params(cfg), "seed": cfg.seed, "data_dir": run_params(cfg)["data_dir"],
-              "label_kind": scheme.kind, "label_scheme": scheme.describe(), **extra, "versions": versions(),
+              "label_kind": scheme.kind, "label_scheme": scheme.describe(), **extra, "text_model": text_model,
+              "versions": versions(),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (run / CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -328,7 +331,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step=None) -> dict:
                      "image": {"mean": list(image_cfg["mean"]), "std": list(image_cfg["std"])},
                      "world_size": ctx.world_size,
                      "balance": model.balance if isinstance(model, PipelinedModel) else None}
-            write_run_files(run, cfg, scheme, tokenizer, extra)
+            write_run_files(run, cfg, scheme, unwrap(model).text, extra)
 
         valid_batches = shard_batches(epoch_batches(valid_idx, cfg.batch_size, cfg.seed, None), ctx, even=False)
         for epoch in range(start, cfg.epochs):

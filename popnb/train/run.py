@@ -1,7 +1,8 @@
 """A trained run folder in use: load it, evaluate it on any data set, predict one video.
 
 Everything comes from the folder (DESIGN.md): config.json (how to rebuild the model), label_scheme.json
-(how any data set is labelled for this run), vocab.json or tokenizer/ (titles -> ids), checkpoint.pt (weights).
+(how any data set is labelled for this run), vocab.json or tokenizer/ (titles -> ids), text_model/ (the
+architecture of a text model read from a folder or the hub), checkpoint.pt (weights). A moved run still loads.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from popnb.data import load_dataset
 from popnb.data.torchdata import build_tensors, cover_array, epoch_batches, normalise
 from popnb.labels import LabelScheme
 from popnb.metrics import all_metrics
-from popnb.models import CharVocab, build_model, load_tokenizer
+from popnb.models import build_model, load_tokenizer
 from popnb.train.checkpoint import load_checkpoint
 from popnb.train.loop import CHECKPOINT, CONFIG, SCHEME, infer
 
@@ -50,11 +51,25 @@ def load_run(folder) -> Run:
     config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     p = config["params"]
     tokenizer = load_tokenizer(folder)
+    text_config = text_model_folder(folder, config)
     model, _ = build_model(p["vision"], p["text"], tuple(p["fusion_weights"]), p["fusion"], p["image_size"],
-                           pretrained=False, text_checkpoint=p["text_checkpoint"],
-                           vocab=tokenizer if isinstance(tokenizer, CharVocab) else None)
+                           pretrained=False, vocab=tokenizer, text_config=text_config,
+                           text_checkpoint=None if text_config else p["text_checkpoint"])
     model.load_state_dict(load_checkpoint(folder / CHECKPOINT)["model"])
     return Run(folder, config, LabelScheme.load(folder / SCHEME), tokenizer, model.eval())
+
+
+def text_model_folder(folder: Path, config: dict) -> Path | None:
+    """RUN/text_model/ where the run saved its text model's config; None when popnb's code alone rebuilds it
+    (and for runs written before text_model/ existed, which rebuild from their original source)."""
+    record = config.get("text_model")
+    if record is None:
+        return None
+    path = folder / record["folder"]
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: no {record['folder']}/config.json: the run folder is incomplete "
+                                f"(its text model came from {record['source']})")
+    return path
 
 
 def image_stats(run: Run) -> tuple[tuple, tuple]:
