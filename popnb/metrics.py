@@ -2,8 +2,12 @@
 
 Labels are int arrays [N] in 0..4; probabilities are float arrays [N, 5] whose rows sum to 1.
 The paper's metric is ordinal accuracy (exact class 1 point, a neighbouring class 0.5, else 0).
+Real-valued predictions (a regression score, e.g. of log1p(views)) are float arrays [N], scored by
+`spearman` and `mae` against the true score, and by the class metrics once both are binned.
 Conventions for undefined cases: when either side is constant, quadratic weighted kappa and
-Spearman correlation are 0.0 (no agreement beyond chance), where scikit-learn / scipy give NaN.
+`spearman_expected` are 0.0 (no agreement beyond chance; a training curve stays drawable), where
+scikit-learn / scipy give NaN. `spearman` keeps NaN there: a constant predictor (the constant
+baseline, or a model that collapsed to one value) has no ranking, and its table row says so.
 """
 from __future__ import annotations
 
@@ -94,6 +98,38 @@ def quadratic_weighted_kappa(y_true, y_pred) -> float:
     return float(1 - (w * cm).sum() / (w * expected).sum())
 
 
+def _scores(y, name: str, n: int | None = None) -> np.ndarray:
+    """y as float64 [N] after checking it is 1-D, non-empty, finite and (when n is given) of length n."""
+    a = np.asarray(y, dtype=np.float64)
+    if a.ndim != 1 or len(a) == 0 or (n is not None and len(a) != n):
+        want = "a non-empty 1-D array" if n is None else f"1-D of length {n} (as y_true)"
+        raise ValueError(f"{name} must be {want}, got shape {a.shape}")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        raise ValueError(f"{name} is NaN or inf at {int(bad.sum())} position(s), first at {int(np.argmax(bad))}")
+    return a
+
+
+def spearman(y_true, y_pred) -> float:
+    """Spearman rank correlation of two real arrays [N] (ties get average ranks), in [-1, 1].
+
+    NaN when either side is constant: the rank correlation is undefined (scipy's convention too).
+    """
+    t = _scores(y_true, "y_true")
+    p = _scores(y_pred, "y_pred", len(t))
+    r1 = pd.Series(t).rank(method="average").to_numpy()
+    r2 = pd.Series(p).rank(method="average").to_numpy()
+    r1, r2 = r1 - r1.mean(), r2 - r2.mean()
+    denom = np.sqrt((r1 * r1).sum() * (r2 * r2).sum())
+    return float("nan") if denom == 0 else float((r1 * r2).sum() / denom)
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error of a real prediction [N], in the target's units (log1p(views): natural log)."""
+    t = _scores(y_true, "y_true")
+    return float(np.mean(np.abs(t - _scores(y_pred, "y_pred", len(t)))))
+
+
 def spearman_expected(y_prob, score) -> float:
     """Spearman rank correlation between the expected class sum_k k*p_k [N] and the true score [N].
 
@@ -103,12 +139,8 @@ def spearman_expected(y_prob, score) -> float:
     s = np.asarray(score, dtype=np.float64)
     if s.shape != (len(p),) or not np.all(np.isfinite(s)):
         raise ValueError(f"score must be {len(p)} finite numbers (one per row of y_prob), got shape {s.shape}")
-    expected = p @ np.arange(N_CLASSES)
-    r1 = pd.Series(expected).rank(method="average").to_numpy()
-    r2 = pd.Series(s).rank(method="average").to_numpy()
-    r1, r2 = r1 - r1.mean(), r2 - r2.mean()
-    denom = np.sqrt((r1 * r1).sum() * (r2 * r2).sum())
-    return 0.0 if denom == 0 else float((r1 * r2).sum() / denom)
+    rho = spearman(s, p @ np.arange(N_CLASSES))
+    return 0.0 if np.isnan(rho) else rho
 
 
 def constant_baseline(y_true) -> tuple[int, float]:
@@ -125,25 +157,44 @@ def constant_baseline(y_true) -> tuple[int, float]:
     return best, float(points[best] / len(t))
 
 
-def all_metrics(y_true, y_prob, score=None) -> dict:
-    """Every metric above for predictions argmax(y_prob), as plain Python numbers.
+def class_metrics(y_true, y_pred) -> dict:
+    """Class metrics of labels [N] in 0..4, as plain Python numbers.
 
     Keys: n, ordinal_accuracy, exact_accuracy, macro_f1, quadratic_weighted_kappa,
-    spearman_expected (None without score), constant_baseline_class, constant_baseline_accuracy.
+    constant_baseline_class, constant_baseline_accuracy (the best constant for y_true itself).
     """
+    t, p = _pair(y_true, y_pred)
+    best, baseline = constant_baseline(t)
+    return {
+        "n": int(len(t)),
+        "ordinal_accuracy": ordinal_accuracy(t, p),
+        "exact_accuracy": exact_accuracy(t, p),
+        "macro_f1": macro_f1(t, p),
+        "quadratic_weighted_kappa": quadratic_weighted_kappa(t, p),
+        "constant_baseline_class": best,
+        "constant_baseline_accuracy": baseline,
+    }
+
+
+def all_metrics(y_true, y_prob, score=None) -> dict:
+    """`class_metrics` of predictions argmax(y_prob), with spearman_expected (None without score) before
+    the constant baseline's two keys."""
     p = _probs(y_prob)
     t = _labels(y_true, "y_true")
     if len(t) != len(p):
         raise ValueError(f"y_true and y_prob must have the same length, got {len(t)} and {len(p)}")
-    y_pred = p.argmax(axis=1)
-    best, baseline = constant_baseline(t)
-    return {
-        "n": int(len(t)),
-        "ordinal_accuracy": ordinal_accuracy(t, y_pred),
-        "exact_accuracy": exact_accuracy(t, y_pred),
-        "macro_f1": macro_f1(t, y_pred),
-        "quadratic_weighted_kappa": quadratic_weighted_kappa(t, y_pred),
-        "spearman_expected": None if score is None else spearman_expected(p, score),
-        "constant_baseline_class": best,
-        "constant_baseline_accuracy": baseline,
-    }
+    metrics = class_metrics(t, p.argmax(axis=1))
+    baseline = {key: metrics.pop(key) for key in ("constant_baseline_class", "constant_baseline_accuracy")}
+    return {**metrics, "spearman_expected": None if score is None else spearman_expected(p, score), **baseline}
+
+
+def score_metrics(y_true, y_pred, true_class=None, pred_class=None) -> dict:
+    """n, spearman and mae of a real prediction [N] against the true score [N]; given the classes of both
+    (labels [N] in 0..4, binned by the caller with the same thresholds), also every key of `class_metrics`."""
+    metrics = {"n": len(_scores(y_true, "y_true")), "spearman": spearman(y_true, y_pred), "mae": mae(y_true, y_pred)}
+    if true_class is not None or pred_class is not None:
+        classes = class_metrics(true_class, pred_class)
+        if classes["n"] != metrics["n"]:
+            raise ValueError(f"{classes['n']} classes for {metrics['n']} scores: one class per row")
+        metrics.update(classes)
+    return metrics

@@ -5,13 +5,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scipy.stats import spearmanr
+
 from popnb.metrics import (
     all_metrics,
+    class_metrics,
     constant_baseline,
     exact_accuracy,
     macro_f1,
+    mae,
     ordinal_accuracy,
     quadratic_weighted_kappa,
+    score_metrics,
+    spearman,
     spearman_expected,
 )
 
@@ -104,6 +110,8 @@ def test_all_metrics_keys_and_values():
     assert m["constant_baseline_class"] == 1  # uniform counts: c1 1+1 = 2 beats c0 1.5, ties with c2, c3 -> lowest
     assert m["constant_baseline_accuracy"] == pytest.approx(2 / 5)
     assert all_metrics(y_true, y_prob)["spearman_expected"] is None
+    assert list(m) == ["n", "ordinal_accuracy", "exact_accuracy", "macro_f1", "quadratic_weighted_kappa",
+                       "spearman_expected", "constant_baseline_class", "constant_baseline_accuracy"]
 
 
 def test_inputs_are_validated():
@@ -121,3 +129,32 @@ def test_inputs_are_validated():
         all_metrics([0, 1], np.ones((2, 5)))
     with pytest.raises(ValueError, match="score must be 2 finite numbers"):
         spearman_expected(one_hot([0, 1]), [1.0, 2.0, 3.0])
+
+
+def test_spearman_of_real_scores():
+    truth = np.array([3.0, 1.0, 4.0, 1.5, 9.0, 2.6])
+    # a strictly increasing map keeps every rank: the centred rank vectors are equal, so the ratio is 1
+    # up to the rounding of one sum of 6 squares (1e-12 is far above it)
+    assert spearman(truth, np.exp(truth)) == pytest.approx(1.0, abs=1e-12)
+    assert spearman(truth, -truth) == pytest.approx(-1.0, abs=1e-12)
+    assert spearman([1.0, 3.0, 2.0, 2.0], [1, 2, 2, 3]) == pytest.approx(0.5)  # the hand case above, both orders
+    assert np.isnan(spearman(truth, np.full(6, 2.5)))  # a constant prediction ranks nothing: undefined
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 10, 300).astype(float), rng.normal(size=300).round(1)  # ties on both sides
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+
+
+def test_mae_and_score_metrics():
+    assert mae([0.0, 1.0, 2.0], [1.0, 1.0, 0.0]) == pytest.approx(1.0)  # |-1| + 0 + 2 over 3
+    m = score_metrics([0.0, 1.0, 2.0, 3.0, 4.0], [0.5, 1.0, 2.5, 3.0, 3.5])
+    # monotone prediction -> spearman 1; errors 0.5, 0, 0.5, 0, 0.5 -> mae 0.3
+    assert m == {"n": 5, "spearman": pytest.approx(1.0), "mae": pytest.approx(0.3)}
+    with_classes = score_metrics([0.0, 1.0, 2.0, 3.0, 4.0], [0.5, 1.0, 2.5, 3.0, 3.5], [0, 1, 2, 3, 4], [0, 2, 4, 3, 3])
+    assert with_classes == {**m, **class_metrics([0, 1, 2, 3, 4], [0, 2, 4, 3, 3])}
+    assert with_classes["ordinal_accuracy"] == pytest.approx(0.6)  # the ordinal hand case above
+    with pytest.raises(ValueError, match="3 classes for 2 scores"):
+        score_metrics([0.0, 1.0], [0.0, 1.0], [0, 1, 2], [0, 1, 2])
+    with pytest.raises(ValueError, match="y_pred is NaN or inf at 1 position.*first at 1"):
+        spearman([0.0, 1.0, 2.0], [0.0, np.nan, 2.0])
+    with pytest.raises(ValueError, match=r"y_pred must be 1-D of length 3 \(as y_true\), got shape \(2,\)"):
+        mae([0.0, 1.0, 2.0], [0.0, 1.0])

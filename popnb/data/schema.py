@@ -14,7 +14,7 @@ from popnb.data.images import CHECK_LEVELS, MAX_SIDE, CoverError, check_cover
 
 COUNT_COLUMNS = ("views", "likes", "coins", "favorites", "shares")
 REQUIRED_COLUMNS = ("video_id", "title", "cover", *COUNT_COLUMNS)
-OPTIONAL_COLUMNS = ("followers", "hot_list", "duration", "section")
+OPTIONAL_COLUMNS = ("followers", "hot_list", "duration", "section", "uploader")  # uploader: read as text, verbatim
 QUARANTINE_COLUMNS = ("_row", "_field", "_reason")
 LONG_TITLE_CHARS = 128  # longer titles are kept; tokenisers truncate them
 NA_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "<na>"})  # case-insensitive, counts only
