@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for name, value in OFFLINE.items():  # before any command module can import transformers
+        os.environ.setdefault(name, value)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
