@@ -17,7 +17,7 @@ from benchmarks.render import pipe_table
 from benchmarks.rss import RssPoll
 
 GOAL_S = 600.0
-RECORDS = "runs.json"  # popnb.reports.RECORDS, read without importing the runner
+RECORDS = "runs.json"  # popnb.reports.runner.RECORDS, read without importing the runner
 
 
 def read_records(folder: Path) -> list[dict]:

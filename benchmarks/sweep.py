@@ -1,4 +1,5 @@
-"""The 7-point fusion-weight sweep (popnb.sweep.run_sweep): frozen mode vs finetune mode on the same data and epochs.
+"""The 7-point fusion-weight sweep (popnb.analysis.sweep.run_sweep): frozen mode vs finetune mode on the same data
+and epochs.
 
 Each repetition times three sweeps: frozen cold (the feature cache emptied first, so both backbones' embeddings
 are computed), frozen warm (embeddings read from the cache) and finetune (every weight pair a fresh popnb.train
@@ -14,7 +15,7 @@ from benchmarks.common import (
     use_cache,
 )
 from benchmarks.render import pipe_table
-from popnb.sweep import PAPER_GRID, run_sweep
+from popnb.analysis.sweep import PAPER_GRID, run_sweep
 
 GOAL = 20.0
 IMAGE_SIZE = 64  # small, so that 7 finetune runs fit a repetition; both modes use it

@@ -6,73 +6,15 @@ paper's. Prediction figures take y_true / y_pred int arrays [N] in 0..4.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
-from popnb.data import load_dataset
-from popnb.data.torchdata import build_tensors, epoch_batches
-from popnb.metrics import N_CLASSES, confusion_matrix
-from popnb.train.loop import fit_labels, infer
-from popnb.train.run import load_run
-
-CLASSES = pd.RangeIndex(N_CLASSES, name="class")
-
-
-# ---- what the model is ----
-
-def n_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def vision_layers(backbone: nn.Module) -> str:
-    """How deep a timm backbone is, in its own units: transformer blocks, stages and blocks, or conv layers."""
-    blocks = getattr(backbone, "blocks", None)
-    if isinstance(blocks, (nn.Sequential, nn.ModuleList)):
-        return f"{len(blocks)} transformer blocks"
-    stages = getattr(backbone, "stages", None)
-    if isinstance(stages, (nn.Sequential, nn.ModuleList)):
-        depths = [len(s.blocks) if isinstance(getattr(s, "blocks", None), (nn.Sequential, nn.ModuleList)) else 1
-                  for s in stages]
-        return f"{len(stages)} stages, {sum(depths)} blocks ({'-'.join(map(str, depths))})"
-    convs = sum(isinstance(m, nn.Conv2d) for m in backbone.modules())
-    return f"{convs} conv layers"
-
-
-def text_layers(encoder: nn.Module) -> str:
-    """How deep a text encoder is: RNN layers and direction, or transformer layers and heads."""
-    rnn = getattr(encoder, "rnn", None)
-    if isinstance(rnn, nn.RNNBase):
-        direction = "bidirectional " if rnn.bidirectional else ""
-        plural = "s" if rnn.num_layers > 1 else ""
-        return f"{rnn.num_layers} {direction}{rnn.mode} layer{plural}, hidden {rnn.hidden_size}"
-    config = encoder.config
-    return f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads"
-
-
-def model_summary(model: nn.Module) -> dict:
-    """What a LateFusion is made of: per branch its name, depth, feature width and parameters; the fusion head.
-
-    Returns {"vision": {...}, "text": {...}, "fusion": {"kind", "weights", "fused" (the classifier's input width),
-    "n_classes", "metadata" (a metadata branch is added), "params"}}.
-    """
-    vision, text, head = model.vision, model.text, model.head
-    return {
-        "vision": {"name": vision.name, "layers": vision_layers(vision.backbone), "width": vision.fc.in_features,
-                   "input": f"cover {vision.image_size}x{vision.image_size} RGB", "params": n_params(vision.backbone),
-                   "fc": (vision.fc.in_features, vision.fc.out_features)},
-        "text": {"name": text.name, "layers": text_layers(text.encoder), "width": text.fc.in_features,
-                 "input": f"title, vocabulary {len(text.tokenizer):,}", "params": n_params(text.encoder),
-                 "pooling": text.pooling, "fc": (text.fc.in_features, text.fc.out_features)},
-        "fusion": {"kind": head.fusion, "weights": head.weights, "fused": head.classifier.in_features,
-                   "n_classes": head.classifier.out_features, "metadata": head.meta is not None,
-                   "params": n_params(head)},
-    }
+from popnb.labels import CLASSES, N_CLASSES
+from popnb.metrics import confusion_matrix
+from popnb.models.summary import model_summary, n_params
 
 
 def _millions(n: int) -> str:
@@ -177,23 +119,3 @@ def recall_figure(recall: pd.DataFrame, label: str = "") -> plt.Figure:
     ax.set_title("Per-class recall" + (f"\n{label}" if label else ""), fontsize=9)
     fig.tight_layout()
     return fig
-
-
-def run_predictions(run_dir, batch_size: int = 64) -> pd.DataFrame:
-    """Valid-split predictions of a trained run folder (its last checkpoint), the split rebuilt from config.json
-    as popnb.train made it: columns video_id, y_true, y_pred, p0..p4."""
-    run = load_run(run_dir)
-    p = run.params
-    data = load_dataset(p["data_dir"])
-    if p.get("limit") is not None:
-        data = replace(data, videos=data.videos.iloc[: p["limit"]].reset_index(drop=True))
-    _, _, valid_idx = fit_labels(data.videos, p["labels"], p["valid_fraction"], p["seed"])
-    labels, scores = run.scheme.labels(data.videos), run.scheme.score(data.videos).to_numpy()
-    image = run.config["image"]
-    tensors = build_tensors(data, run.tokenizer, labels, scores, p["image_size"], p["max_len"], run.uses_covers,
-                            image["mean"], image["std"])
-    positions, probs, _ = infer(run.model, tensors, epoch_batches(valid_idx, batch_size, 0, None),
-                                torch.device("cpu"), show=False)
-    out = pd.DataFrame({"video_id": data.videos["video_id"].iloc[positions].to_numpy(), "y_true": labels[positions],
-                        "y_pred": probs.argmax(axis=1)})
-    return out.join(pd.DataFrame(probs, columns=[f"p{k}" for k in range(probs.shape[1])]))

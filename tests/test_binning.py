@@ -1,4 +1,4 @@
-"""popnb.binning on a small synthetic demo set and on the real bilibili_stats counts."""
+"""popnb.analysis.binning on a small synthetic demo set and on the real bilibili_stats counts."""
 from __future__ import annotations
 
 import matplotlib
@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from popnb import binning  # noqa: E402
+from popnb.analysis import binning  # noqa: E402
 from popnb.data import import_crawl, load_dataset, make_demo_dataset  # noqa: E402
 from popnb.labels import PAPER_THRESHOLDS, PAPER_WEIGHTS, bin_labels, popularity_score  # noqa: E402
 

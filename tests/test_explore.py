@@ -1,4 +1,4 @@
-"""popnb.explore on a small synthetic demo set and on the real Bilibili data."""
+"""popnb.analysis.explore on a small synthetic demo set and on the real Bilibili data."""
 from __future__ import annotations
 
 import matplotlib
@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from popnb import explore  # noqa: E402
+from popnb.analysis import explore  # noqa: E402
 from popnb.data import COUNT_COLUMNS, import_crawl, load_dataset, make_demo_dataset, write_dataset  # noqa: E402
 
 N = 200

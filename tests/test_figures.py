@@ -9,9 +9,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from popnb.figures import (  # noqa: E402
-    architecture_figure, confusion_figure, model_summary, normalised_confusion, per_class_recall, recall_figure,
+    architecture_figure, confusion_figure, normalised_confusion, per_class_recall, recall_figure,
 )
 from popnb.models import build_model  # noqa: E402
+from popnb.models.summary import model_summary  # noqa: E402
 
 TITLES = ["为什么黑洞会这样？", "10个关于火星的冷知识", "【科普】量子纠缠到底是什么？"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from popnb.paper import TABLE1, TABLE2, load_table1, load_table2
-from popnb.sweep import PAPER_GRID
+from popnb.analysis.sweep import PAPER_GRID
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "shared" / "paper"
 

@@ -1,4 +1,4 @@
-"""popnb.report_index: reports/README.md from a synthetic reports folder and runner records."""
+"""popnb.reports.index: reports/README.md from a synthetic reports folder and runner records."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from popnb.data import make_demo_dataset  # noqa: E402
-from popnb.report_index import write_index  # noqa: E402
+from popnb.reports.index import write_index  # noqa: E402
 from popnb.reports import save_figure, save_table  # noqa: E402
 
 

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from popnb import reports  # noqa: E402
+from popnb.reports import runner as reports  # noqa: E402
 
 
 def write_notebook(path: Path, params: str, body: str) -> Path:
@@ -51,15 +51,6 @@ def test_save_figure_writes_png_and_closes(tmp_path):
     assert path == tmp_path / "figures" / "02_line.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert fig.number not in plt.get_fignums()
-
-
-def test_resolve_from_notebooks_dir_points_at_project_root(tmp_path, monkeypatch):
-    (tmp_path / "notebooks").mkdir()
-    monkeypatch.chdir(tmp_path / "notebooks")
-    assert reports.resolve("reports") == tmp_path / "reports"
-    monkeypatch.chdir(tmp_path)
-    assert reports.resolve("reports") == tmp_path / "reports"
-    assert reports.resolve(tmp_path / "x") == tmp_path / "x"
 
 
 def test_check_parameters_names_notebook_and_parameter(tmp_path):
@@ -112,8 +103,12 @@ def test_failing_notebook_does_not_stop_the_others(tmp_path, capsys):
     assert (out / "01_broken.ipynb").exists() and (out / "02_ok.ipynb").exists()
     lines = {line.split()[0]: line.split()[1] for line in captured.out.splitlines() if line.endswith(" s")}
     assert lines == {"01_broken.ipynb": "FAILED", "02_ok.ipynb": "ok"}
-    assert "RuntimeError: broken on purpose" in captured.out
-    assert "failed: 01_broken.ipynb" in captured.err
+    assert "    RuntimeError: broken on purpose" in captured.out.splitlines()  # the error's first line
+    assert len(captured.out.splitlines()) == 4  # two notebooks, one error, the index: nothing else
+    assert captured.err.splitlines() == ["popnb reports: 1 notebook(s) failed: 01_broken.ipynb"]
+    log = (out / reports.LOG).read_text(encoding="utf-8")
+    assert log.index("==== 01_broken.ipynb") < log.index("Traceback") < log.index("==== 02_ok.ipynb")
+    assert "IPKernelApp" in log  # the kernels' own messages (ipykernel logs to its stderr): here, not the terminal
     index = (out / "README.md").read_text(encoding="utf-8")
     assert "| [01_broken](#01_broken) | **FAILED** |" in index and "RuntimeError: broken on purpose" in index
     assert "| [02_ok](#02_ok) | ok |" in index
@@ -124,6 +119,31 @@ def test_failing_notebook_does_not_stop_the_others(tmp_path, capsys):
     assert [records[n]["status"] for n in sorted(records)] == ["ok", "ok"]
     assert records["01_broken.ipynb"]["parameters"]["reports_dir"] == "out"  # under the root: relative, no machine path
     assert "all ok" in (out / "README.md").read_text(encoding="utf-8")
+
+
+def test_output_to_sends_this_process_and_its_children_to_the_log(tmp_path, capfd):
+    import os
+    import subprocess
+    import sys
+
+    child = "import os, sys; os.write(2, b'child fd 2\\n'); print('child stdout')"
+    with (tmp_path / "x.log").open("a", encoding="utf-8", buffering=1) as log:
+        with reports.output_to(log):
+            print("printed")
+            print("to sys.stderr", file=sys.stderr)
+            os.write(2, b"fd 2\n")
+            subprocess.run([sys.executable, "-c", child], check=True)
+        print("after")
+    assert capfd.readouterr() == ("after\n", "")
+    assert sorted((tmp_path / "x.log").read_text(encoding="utf-8").splitlines()) == [
+        "child fd 2", "child stdout", "fd 2", "printed", "to sys.stderr"]
+
+
+def test_plain_makes_nested_tuples_and_paths_literals():
+    """papermill writes a tuple or a Path as a str at any depth: [(0.75, 0.25)] would arrive as ['(0.75, 0.25)']."""
+    assert reports._plain([(0.75, 0.25), (1.0, 0.0)]) == [[0.75, 0.25], [1.0, 0.0]]
+    assert reports._plain({"a": (Path("/x"), 1)}) == {"a": ["/x", 1]}
+    assert reports._plain(3) == 3
 
 
 def test_unknown_parameter_fails_that_notebook_by_name(tmp_path, capsys):
@@ -139,15 +159,30 @@ def test_unknown_parameter_fails_that_notebook_by_name(tmp_path, capsys):
     assert "parameter 'size' expects int" in capsys.readouterr().out
 
 
-def test_notebooks_01_02_on_a_tiny_demo_set(tmp_path, capsys):
+def test_notebooks_01_02_on_a_tiny_demo_set_through_the_command(tmp_path):
+    """`popnb reports` prints one line per notebook and the index line, nothing else (measured before: ipykernel's
+    'Kernel is running over TCP without encryption' warning before every line); the rest goes to reports.log."""
+    import re
+    import subprocess
+    import sys
+
     from PIL import Image
 
     from popnb.data import load_dataset, paper_filter
 
     out = tmp_path / "reports"
-    code = reports.run_reports(only="01,02", out=out, parameters={"demo_dir": str(tmp_path / "demo"), "demo_n": 150})
-    printed = capsys.readouterr().out
-    assert code == 0, printed
+    proc = subprocess.run([sys.executable, "-m", "popnb", "reports", "--only", "01,02", "--out", str(out),
+                           "-p", f"demo_dir={tmp_path / 'demo'}", "-p", "demo_n=150"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3, proc.stdout
+    for line, name in zip(lines, ("01_data_exploration", "02_label_binning")):
+        assert re.fullmatch(rf"{name}\.ipynb +ok +\d+\.\d s", line), line
+    assert lines[2] == f"index: {out / 'README.md'}  (warnings and kernel output: {out / reports.LOG})"
+    log = (out / reports.LOG).read_text(encoding="utf-8")
+    assert log.startswith("==== 01_data_exploration.ipynb\n") and "==== 02_label_binning.ipynb\n" in log
+    assert "Kernel is running over TCP" in log
     assert (out / "01_data_exploration.ipynb").exists() and (out / "02_label_binning.ipynb").exists()
     for name in ("01_count_distributions", "01_count_correlations", "01_cover_sizes", "01_cover_grid",
                  "01_title_length", "02_class_histogram", "02_score_edges", "02_weight_sensitivity"):

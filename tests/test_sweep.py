@@ -1,14 +1,18 @@
 """The fusion-weight sweep: both modes on a tiny real run, the Table 1 layout, mean ± std, the absorption check."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from popnb.data import make_demo_dataset
-from popnb.sweep import (
-    absorption_check, beside, best_valid, paper_summary, run_sweep, summarise, table1, valid_curves, weight_label,
+from popnb.analysis.sweep import (
+    DEFAULT_LR, absorption_check, beside, best_valid, paper_summary, run_sweep, summarise, sweep_config, table1,
+    valid_curves, weight_label,
 )
+from popnb.data import make_demo_dataset
+from popnb.train.loop import TrainConfig
 
 WEIGHTS = [(0.75, 0.25), (0.0, 1.0)]
 TINY = dict(image_size=32, epochs=2, batch_size=8, valid_fraction=0.25)
@@ -111,4 +115,17 @@ def test_bad_sweeps_fail_before_any_training(demo):
         run_sweep(demo, "frozen", seeds=[0, 0])
     with pytest.raises(ValueError, match="fusion weights"):
         run_sweep(demo, "frozen", weights=[(0.0, 0.0)])
+    with pytest.raises(ValueError, match="a sweep sets seed itself"):
+        run_sweep(demo, "frozen", seed=3)
+    with pytest.raises(ValueError, match="pipeline only apply to mode='finetune'"):
+        run_sweep(demo, "frozen", pipeline="gpipe")
+    with pytest.raises(TypeError, match="epoch"):
+        run_sweep(demo, "frozen", epoch=2)  # not a TrainConfig field
     assert weight_label(1.0, 0.0) == "1.0 / 0.0" and weight_label(0.45, 0.55) == "0.45 / 0.55"
+
+
+def test_every_run_derives_from_one_train_config(demo):
+    base = sweep_config(demo, "frozen", epochs=2, image_size=32)
+    assert base == replace(TrainConfig(str(demo), ""), lr=DEFAULT_LR["frozen"], epochs=2, image_size=32)
+    assert sweep_config(demo, "finetune", lr=None).lr == DEFAULT_LR["finetune"] == TrainConfig("", "").lr
+    assert sweep_config(demo, "finetune", lr=0.1, pipeline="gpipe").pipeline == "gpipe"

@@ -1,4 +1,4 @@
-"""popnb.widget without a browser: set the widgets' values as a person would, read what the app shows."""
+"""popnb.app.widget without a browser: set the widgets' values as a person would, read what the app shows."""
 from __future__ import annotations
 
 import io
@@ -18,7 +18,7 @@ from PIL import Image
 from popnb.data import make_demo_dataset
 from popnb.train.loop import TrainConfig, train
 from popnb.train.run import predict
-from popnb.widget import Debouncer, TryACover, ensure_demo_run, find_runs, prob_beats, ranking
+from popnb.app.widget import Debouncer, TryACover, ensure_demo_run, find_runs, prob_beats, ranking
 
 
 @pytest.fixture(scope="module")

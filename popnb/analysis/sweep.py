@@ -1,10 +1,11 @@
 """The fusion-weight sweep (the paper's Table 1) in two modes, its Table 1 layout, figures, and why weights absorb.
 
 mode="finetune": every (weights, seed) is a popnb.train run, all weights fine-tuned end to end, as in the paper.
-mode="frozen": each backbone's embeddings are computed once (popnb.features, cached on disk) and only the heads
+mode="frozen": each backbone's embeddings are computed once (popnb.train.frozen, cached on disk) and only the heads
 (the branch FCs and the fusion head) are trained, so the sweep takes seconds once the embeddings exist.
-Both modes use the same split, labels (popnb.train.loop.fit_labels by seed), batches and metrics, and return
-the same history: one row per (weights, seed, epoch, split) with the columns of RUN/history.csv.
+Both modes derive every run from one TrainConfig, use the same split, labels (popnb.train.loop.fit_labels by
+seed), batches and metrics, and return the same history: one row per (weights, seed, epoch, split) with the
+columns of RUN/history.csv.
 """
 from __future__ import annotations
 
@@ -20,17 +21,20 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from popnb.data import load_dataset
-from popnb.features import FrozenHeads, seeded, text_embeddings, train_heads, vision_embeddings
+from popnb.analysis import tables
+from popnb.analysis.tables import beside  # noqa: F401 -- the notebook sets our Table 1 beside the paper's with it
 from popnb.models.fusion import check_fusion
 from popnb.paper import load_table1
-from popnb.reports import resolve
-from popnb.train.loop import HISTORY, TrainConfig, fit_labels, run_params, train
+from popnb.paths import resolve
+from popnb.train.frozen import FrozenHeads, seeded, text_embeddings, train_heads, vision_embeddings
+from popnb.train.loop import HISTORY, TrainConfig, fit_labels, load_limited, run_params, train
 
 PAPER_GRID = ((0.3, 0.7), (0.45, 0.55), (0.6, 0.4), (0.75, 0.25), (0.9, 0.1), (1.0, 0.0), (0.0, 1.0))
 MODES = ("frozen", "finetune")
 DEFAULT_LR = {"finetune": 5e-5, "frozen": 1e-3}  # the paper's AdamW rate; heads alone on fixed embeddings move faster
-SPLITS = ("train", "valid")
+SWEPT = ("data_dir", "out", "fusion_weights", "seed")  # TrainConfig fields the sweep sets itself
+# TrainConfig fields that frozen heads ignore (they have no pipeline and no metadata branch)
+FINETUNE_ONLY = ("pipeline", "chunks", "gpipe_checkpoint", "balance", "devices", "threads", "metadata")
 
 
 def weight_label(w_v: float, w_t: float) -> str:
@@ -39,6 +43,9 @@ def weight_label(w_v: float, w_t: float) -> str:
         return f"{w:g}" if "." in f"{w:g}" else f"{w:g}.0"
 
     return f"{text(w_v)} / {text(w_t)}"
+
+
+ROWS = tables.Rows(("vision_weight", "text_weight"), weight_label, "w_v / w_t")
 
 
 def check_sweep(mode: str, weights, seeds) -> tuple[list[tuple[float, float]], list[int]]:
@@ -54,88 +61,94 @@ def check_sweep(mode: str, weights, seeds) -> tuple[list[tuple[float, float]], l
     return weights, seeds
 
 
+def sweep_config(data_dir, mode: str, lr: float | None = None, **settings) -> TrainConfig:
+    """The TrainConfig every run of a sweep derives from: TrainConfig's defaults, lr None -> DEFAULT_LR of the
+    mode, then settings (TrainConfig fields, except the ones the sweep sets: data_dir, out, fusion_weights, seed;
+    in frozen mode also except those of how a whole model is trained: pipeline, devices, threads, ...)."""
+    swept = [k for k in settings if k in SWEPT]
+    if swept:
+        raise ValueError(f"a sweep sets {', '.join(swept)} itself (from data_dir, weights and seeds)")
+    unused = [k for k in settings if mode == "frozen" and k in FINETUNE_ONLY]
+    if unused:
+        raise ValueError(f"mode='frozen' trains heads on cached embeddings: {', '.join(unused)} only apply to "
+                         "mode='finetune'")
+    return replace(TrainConfig(str(data_dir), ""), lr=DEFAULT_LR[mode] if lr is None else lr, **settings)
+
+
 def run_sweep(data_dir, mode: str = "frozen", weights=PAPER_GRID, seeds=(0, 1, 2),
-              vision: str = "vit_tiny_patch16_224", text: str = "charbert-tiny", image_size: int = 112,
-              epochs: int = 5, batch_size: int = 16, lr: float | None = None, pretrained: bool = False,
-              labels: str = "auto", valid_fraction: float = 1 / 11, max_len: int = 64, limit: int | None = None,
-              max_steps: int | None = None, vision_checkpoint: str | None = None, text_checkpoint: str | None = None,
-              runs_dir: str | Path = "runs/03_fusion_sweep", cache: str | Path | None = None) -> pd.DataFrame:
+              runs_dir: str | Path = "runs/03_fusion_sweep", cache: str | Path | None = None,
+              **settings) -> pd.DataFrame:
     """Train every weight pair with every seed -> history DataFrame.
 
+    settings: TrainConfig fields shared by every run (vision, text, image_size, epochs, batch_size, lr, labels,
+    limit, max_steps, ...; see sweep_config); TrainConfig's defaults otherwise, lr None: DEFAULT_LR of the mode.
     Columns: mode, vision_weight, text_weight, seed, then RUN/history.csv's (epoch, split, steps, seconds, loss,
-    ordinal_accuracy, ..., constant_baseline_accuracy; frozen valid rows add vision_share). lr None: DEFAULT_LR
-    of the mode. Finetune runs go to runs_dir/<weights>-seed<N>-<hash of the parameters>, are resumed when
-    interrupted and reused when complete. cache: feature and cover cache folder (default $POPNB_CACHE or
-    ~/.cache/popnb). limit, max_steps: first N videos, steps per epoch (quick runs), as in popnb.train.
+    ordinal_accuracy, ..., constant_baseline_accuracy; frozen valid rows add vision_share). Finetune runs go to
+    runs_dir/<weights>-seed<N>-<hash of the parameters> (finetune_dir), are resumed when interrupted and reused
+    when complete. cache: feature and cover cache folder (default $POPNB_CACHE or ~/.cache/popnb).
     """
     weights, seeds = check_sweep(mode, weights, seeds)
-    lr = DEFAULT_LR[mode] if lr is None else lr
-    settings = dict(vision=vision, text=text, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
-                    pretrained=pretrained, labels=labels, valid_fraction=valid_fraction, max_len=max_len,
-                    limit=limit, max_steps=max_steps, vision_checkpoint=vision_checkpoint,
-                    text_checkpoint=text_checkpoint)
+    base = sweep_config(data_dir, mode, **settings)
     if mode == "finetune":
-        return finetune_sweep(data_dir, weights, seeds, resolve(runs_dir), **settings)
-    return frozen_sweep(data_dir, weights, seeds, cache=cache, **settings)
+        return finetune_sweep(base, weights, seeds, resolve(runs_dir))
+    return frozen_sweep(base, weights, seeds, cache)
 
 
-def finetune_sweep(data_dir, weights, seeds, runs_dir: Path, **settings) -> pd.DataFrame:
+def finetune_dir(runs_dir: Path, cfg: TrainConfig) -> Path:
+    """The run folder of cfg in a finetune sweep: runs_dir/vw<w_v>-tw<w_t>-seed<N>-<hash of every other parameter>."""
+    params = {k: v for k, v in run_params(cfg).items() if k != "out"}
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+    w_v, w_t = cfg.fusion_weights
+    return runs_dir / f"vw{w_v:g}-tw{w_t:g}-seed{cfg.seed}-{digest}"
+
+
+def finetune_sweep(base: TrainConfig, weights, seeds, runs_dir: Path) -> pd.DataFrame:
     """Every (weights, seed) as a popnb.train run -> the runs' history.csv, stacked."""
     frames = []
     for seed in seeds:
         for w_v, w_t in weights:
-            cfg = TrainConfig(data_dir=str(data_dir), out="", fusion_weights=(w_v, w_t), seed=seed, **settings)
-            params = {k: v for k, v in run_params(cfg).items() if k != "out"}
-            digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
-            cfg = replace(cfg, out=str(runs_dir / f"vw{w_v:g}-tw{w_t:g}-seed{seed}-{digest}"))
+            cfg = replace(base, fusion_weights=(w_v, w_t), seed=seed)
+            cfg = replace(cfg, out=str(finetune_dir(runs_dir, cfg)))
             train(cfg, resume=True)
             history = pd.read_csv(Path(cfg.out) / HISTORY)
             frames.append(history.assign(mode="finetune", vision_weight=w_v, text_weight=w_t, seed=seed))
     return _order(pd.concat(frames, ignore_index=True))
 
 
-def load_limited(data_dir, limit: int | None = None):
-    """The dataset folder, cut to its first `limit` videos (None: all), as popnb.train's --limit does."""
-    data = load_dataset(data_dir)
-    if limit is not None:
-        data = replace(data, videos=data.videos.iloc[:limit].reset_index(drop=True))
-    return data
-
-
-def frozen_inputs(data, seed: int, vision: str, text: str, image_size: int, pretrained: bool, labels: str,
-                  valid_fraction: float, max_len: int, vision_checkpoint: str | None = None,
-                  text_checkpoint: str | None = None, cache: str | Path | None = None, with_covers: bool = True):
-    """What the heads of one seed train on: (vision embeddings [N, Dv], text embeddings [N, Dt], labels [N],
+def frozen_inputs(data, cfg: TrainConfig, cache: str | Path | None = None, with_covers: bool = True):
+    """What the heads of cfg's seed train on: (vision embeddings [N, Dv], text embeddings [N, Dt], labels [N],
     scores [N], train positions, valid positions), split and labelled as popnb.train does for that seed.
     Without covers the vision embeddings are zeros [N, 1] (a vision weight of 0 multiplies them away)."""
-    scheme, train_idx, valid_idx = fit_labels(data.videos, labels, valid_fraction, seed)
+    scheme, train_idx, valid_idx = fit_labels(data.videos, cfg.labels, cfg.valid_fraction, cfg.seed)
     y, score = scheme.labels(data.videos), scheme.score(data.videos).to_numpy()
     titles = data.videos["title"].iloc[train_idx].tolist()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    v = (vision_embeddings(data, vision, image_size, pretrained, seed, vision_checkpoint, cache=cache,
-                           device=device).values
+    v = (vision_embeddings(data, cfg.vision, cfg.image_size, cfg.pretrained, cfg.seed, cfg.vision_checkpoint,
+                           cache=cache, device=device).values
          if with_covers else np.zeros((len(data), 1), dtype=np.float32))
-    t = text_embeddings(data, text, titles, pretrained, seed, text_checkpoint, max_len, cache=cache,
-                        device=device).values
+    t = text_embeddings(data, cfg.text, titles, cfg.pretrained, cfg.seed, cfg.text_checkpoint, cfg.max_len,
+                        cache=cache, device=device).values
     return v, t, y, score, train_idx, valid_idx
 
 
-def frozen_sweep(data_dir, weights, seeds, vision: str, text: str, image_size: int, epochs: int, batch_size: int,
-                 lr: float, pretrained: bool, labels: str, valid_fraction: float, max_len: int, limit: int | None,
-                 max_steps: int | None, vision_checkpoint: str | None, text_checkpoint: str | None,
-                 cache: str | Path | None = None) -> pd.DataFrame:
+def train_frozen(inputs, cfg: TrainConfig) -> tuple[FrozenHeads, list[dict]]:
+    """popnb.train.frozen.train_heads on frozen_inputs() at cfg's fusion weights, seed, epochs, rate and batches."""
+    return train_heads(*inputs, cfg.fusion_weights, cfg.fusion, epochs=cfg.epochs, lr=cfg.lr,
+                       weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, seed=cfg.seed,
+                       max_steps=cfg.max_steps, show=False)
+
+
+def frozen_sweep(base: TrainConfig, weights, seeds, cache: str | Path | None = None) -> pd.DataFrame:
     """Embeddings once per seed (cached; shared by the seeds when pretrained), then heads for every weight pair."""
-    data = load_limited(data_dir, limit)
+    data = load_limited(base.data_dir, base.limit)
     with_covers = any(w_v > 0 for w_v, _ in weights)
     rows = []
     bar = tqdm(total=len(seeds) * len(weights), desc="frozen sweep", unit="run")
     for seed in seeds:
-        v, t, y, score, train_idx, valid_idx = frozen_inputs(
-            data, seed, vision, text, image_size, pretrained, labels, valid_fraction, max_len, vision_checkpoint,
-            text_checkpoint, cache, with_covers)
+        cfg = replace(base, seed=seed)
+        inputs = frozen_inputs(data, cfg, cache, with_covers)
         for w_v, w_t in weights:
-            _, history = train_heads(v, t, y, score, train_idx, valid_idx, (w_v, w_t), epochs=epochs, lr=lr,
-                                     batch_size=batch_size, seed=seed, max_steps=max_steps, show=False)
+            _, history = train_frozen(inputs, replace(cfg, fusion_weights=(w_v, w_t)))
             rows += [{"mode": "frozen", "vision_weight": w_v, "text_weight": w_t, "seed": seed, **r} for r in history]
             bar.update()
     bar.close()
@@ -150,76 +163,37 @@ def _order(history: pd.DataFrame) -> pd.DataFrame:
 # ---- the Table 1 layout ----
 
 def summarise(history: pd.DataFrame, metric: str = "ordinal_accuracy") -> pd.DataFrame:
-    """Mean and std over seeds (sample std, ddof=1; NaN for one seed) of metric per weights, split and epoch.
-
-    Columns: vision_weight, text_weight, split, epoch, mean, std, seeds; weight pairs in the order of history.
-    """
-    pairs = list(dict.fromkeys(zip(history["vision_weight"], history["text_weight"])))
-    grouped = history.groupby(["vision_weight", "text_weight", "split", "epoch"], sort=False)[metric]
-    out = grouped.agg(mean="mean", std="std", seeds="count").reset_index()
-    out["order"] = [pairs.index(p) for p in zip(out["vision_weight"], out["text_weight"])]
-    out = out.sort_values(["order", "split", "epoch"], kind="stable").drop(columns="order")
-    return out.reset_index(drop=True)
+    """tables.summarise per weight pair: columns vision_weight, text_weight, split, epoch, mean, std, seeds."""
+    return tables.summarise(history, ROWS, metric)
 
 
 def paper_summary() -> pd.DataFrame:
     """The paper's Table 1 in the shape of summarise(): mean = the reported value, std NaN, seeds 1."""
-    paper = load_table1().rename(columns={"train_acc": "train", "valid_acc": "valid"})
-    long = paper.melt(["vision_weight", "text_weight", "epoch"], list(SPLITS), var_name="split", value_name="acc")
-    return summarise(long.assign(seed=0), "acc")
+    return tables.paper_summary(load_table1(), ROWS)
 
 
 def table1(summary: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """The paper's layout: one row per weight pair ('0.75 / 0.25'), columns 'e1 train', 'e1 valid', ... per epoch;
     cells 'mean ± std' (just the mean when std is NaN)."""
-    def cell(mean: float, std: float) -> str:
-        return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-    s = summary.assign(row=[weight_label(a, b) for a, b in zip(summary["vision_weight"], summary["text_weight"])],
-                       column=[f"e{e} {split}" for e, split in zip(summary["epoch"], summary["split"])],
-                       cell=[cell(m, d) for m, d in zip(summary["mean"], summary["std"])])
-    columns = [f"e{e} {split}" for e in sorted(summary["epoch"].unique()) for split in SPLITS
-               if f"e{e} {split}" in set(s["column"])]
-    table = s.pivot(index="row", columns="column", values="cell").reindex(index=list(dict.fromkeys(s["row"])),
-                                                                          columns=columns)
-    return table.rename_axis(index="w_v / w_t", columns=None)
-
-
-def beside(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """Two table1() layouts merged: each of our columns followed by the paper's ('e1 train (paper)'); our rows
-    first, then the paper's other rows; '' where one side has no value."""
-    rows = list(dict.fromkeys([*ours.index, *paper.index]))
-    columns = list(dict.fromkeys([*ours.columns, *paper.columns]))
-    ours, paper = ours.reindex(index=rows, columns=columns), paper.reindex(index=rows, columns=columns)
-    merged = {}
-    for c in columns:
-        merged[c], merged[f"{c} (paper)"] = ours[c], paper[c]
-    return pd.DataFrame(merged, index=rows).fillna("").rename_axis(index=ours.index.name)
-
-
-def baseline(history: pd.DataFrame) -> float:
-    """The constant baseline on the valid split (best constant prediction's ordinal accuracy), mean over seeds."""
-    valid = history[history["split"] == "valid"]
-    return float(valid.groupby("seed")["constant_baseline_accuracy"].first().mean())
+    return tables.layout(summary, ROWS, digits)
 
 
 def best_valid(history: pd.DataFrame) -> pd.DataFrame:
     """Per weight pair: best and final valid ordinal accuracy (mean over seeds), ours and the paper's, and the
     constant baseline; the best epoch is the one with the highest mean."""
-    rows = {}
+    parts = []
     for source, summary in (("ours", summarise(history)), ("paper", paper_summary())):
         valid = summary[summary["split"] == "valid"]
-        for (w_v, w_t), g in valid.groupby(["vision_weight", "text_weight"], sort=False):
-            best = g.loc[g["mean"].idxmax()]
-            final = g.loc[g["epoch"].idxmax()]
-            rows.setdefault(weight_label(w_v, w_t), {}).update({
-                f"{source} best": best["mean"], f"{source} best ± std": best["std"],
-                f"{source} best epoch": int(best["epoch"]), f"{source} final": final["mean"]})
-    ours_rows = [weight_label(a, b) for a, b in dict.fromkeys(zip(history["vision_weight"], history["text_weight"]))]
-    table = pd.DataFrame.from_dict(rows, orient="index").loc[ours_rows]
-    table["constant baseline"] = baseline(history)
+        best = tables.best_epochs(summary, ROWS)
+        final = valid.loc[valid.groupby(list(ROWS.keys), sort=False)["epoch"].idxmax()]
+        parts.append(pd.DataFrame({f"{source} best": best["mean"].to_numpy(),
+                                   f"{source} best ± std": best["std"].to_numpy(),
+                                   f"{source} best epoch": best["epoch"].to_numpy(),
+                                   f"{source} final": final["mean"].to_numpy()}, index=ROWS.labels(best)))
+    table = parts[0].join(parts[1])
+    table["constant baseline"] = tables.baselines(history, ROWS).to_numpy()
     epochs = [c for c in table.columns if c.endswith("best epoch")]
-    return table.astype({c: "Int64" for c in epochs}).rename_axis(index="w_v / w_t")
+    return table.astype({c: "Int64" for c in epochs}).rename_axis(index=ROWS.name)
 
 
 def vision_shares(history: pd.DataFrame) -> pd.DataFrame:
@@ -245,7 +219,7 @@ def valid_curves(history: pd.DataFrame, label: str = "", with_paper: bool = True
     rows = -(-len(pairs) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), sharex=True, sharey=True, squeeze=False)
     valid = history[history["split"] == "valid"]
-    level = baseline(history)
+    levels = tables.baselines(history, ROWS)
     for ax, (w_v, w_t) in zip(axes.flat, pairs):
         runs = valid[(valid["vision_weight"] == w_v) & (valid["text_weight"] == w_t)]
         for _, run in runs.groupby("seed"):
@@ -255,6 +229,7 @@ def valid_curves(history: pd.DataFrame, label: str = "", with_paper: bool = True
         theirs = paper[(paper["vision_weight"] == w_v) & (paper["text_weight"] == w_t)]
         if with_paper and len(theirs):
             ax.plot(theirs["epoch"], theirs["mean"], color="C3", ls="--", marker="s", ms=3, label="paper")
+        level = levels[(w_v, w_t)]
         ax.axhline(level, color="k", ls=":", lw=1.2, label=f"constant baseline {level:.3f} (this data)")
         ax.set_title(f"w_v / w_t = {weight_label(w_v, w_t)}", fontsize=9)
         ax.tick_params(labelbottom=True)  # also above an empty panel
@@ -272,24 +247,13 @@ def valid_curves(history: pd.DataFrame, label: str = "", with_paper: bool = True
 
 
 def best_valid_figure(history: pd.DataFrame, label: str = "") -> plt.Figure:
-    """Best valid ordinal accuracy per weight pair: ours (mean ± std over seeds) and the paper's, and the
+    """tables.best_valid_figure per weight pair: ours (mean ± std over seeds, each seed), the paper's, and the
     constant baseline."""
     table = best_valid(history)
-    x = np.arange(len(table))
-    fig, ax = plt.subplots(figsize=(1.1 * len(table) + 3, 3.6))
-    ax.errorbar(x, table["ours best"], yerr=table["ours best ± std"].fillna(0), fmt="o", color="C0", capsize=3,
-                label="ours: best epoch, mean ± std over seeds")
-    ax.plot(x, table["paper best"], "s", color="C3", label="paper: best epoch")
-    ax.axhline(table["constant baseline"].iloc[0], color="k", ls=":", lw=1.2,
-               label=f"constant baseline {table['constant baseline'].iloc[0]:.3f} (this data)")
-    ax.set_xticks(x, table.index)
-    ax.set_xlabel("w_v / w_t")
-    ax.set_ylabel("best valid ordinal accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(f"Best valid accuracy per fusion weight ({history['mode'].iloc[0]}) - {label}")
-    fig.tight_layout()
-    return fig
+    seeds = [values.to_numpy() for _, values in tables.at_best_epochs(history, ROWS)]
+    title = f"Best valid accuracy per fusion weight ({history['mode'].iloc[0]}) - {label}"
+    return tables.best_valid_figure(list(table.index), table["ours best"], table["ours best ± std"], seeds,
+                                    table["paper best"], table["constant baseline"], title, ROWS.name)
 
 
 # ---- why a fusion weight is partly absorbed ----

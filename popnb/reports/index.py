@@ -2,14 +2,14 @@
 
 `write_index(reports_dir, results)` reads `<reports_dir>/tables/*.md` and `<reports_dir>/figures/*.png`
 (grouped by their NN_ prefix under the notebook that wrote them) and `results`, one record per notebook
-from the runner (popnb.reports.run_reports):
+from the runner (popnb.reports.runner.run_reports):
 
     {"name": "04_backbone_comparison.ipynb", "status": "ok" | "FAILED", "seconds": 61.2,
      "error": None | "ValueError: ...", "parameters": {every parameter the notebook ran with},
      "started": 1763790000.0}   # optional: time.time() when it started; older outputs are flagged stale
 
 The data set comes from each notebook's parameters: `data_dir`, else the demo folder
-`<demo_dir>/n<demo_n>_seed<demo_seed or seed>` (the rule of popnb.explore.open_data); its DATASET.json says
+`<demo_dir>/n<demo_n>_seed<demo_seed or seed>` (the rule of popnb.analysis.explore.open_data); its DATASET.json says
 whether it is synthetic. Relative paths are taken from `root` (the folder the notebooks ran in: the project root).
 """
 from __future__ import annotations
@@ -18,12 +18,10 @@ import json
 import time
 from pathlib import Path
 
-from popnb.reports import PROJECT_ROOT, shown
-from popnb.train.loop import versions
+from popnb.paths import PROJECT_ROOT, shown
+from popnb.versions import versions
 
 INDEX = "README.md"
-PACKAGES = ("popnb", "torch", "torchvision", "timm", "transformers", "torchgpipe", "papermill", "numpy", "pandas",
-            "matplotlib", "seaborn", "pillow", "pyarrow")
 SEED_NAMES = ("seed", "seeds", "demo_seed")
 NOT_RUN = "not run"
 FOLD_ROWS = 30  # tables longer than this are folded into a <details> block
@@ -148,7 +146,7 @@ def write_index(reports_dir: str | Path, results: list[dict], root: str | Path |
     for prefix in others:
         lines += notebook_section(reports_dir, {"name": f"{prefix} (not run this time)", "status": NOT_RUN}, root)
     lines += ["## Package versions", "", "| package | version |", "|---|---|"]
-    lines += [f"| {k} | {v or 'not installed'} |" for k, v in versions(PACKAGES).items()] + [""]
+    lines += [f"| {k} | {v or 'not installed'} |" for k, v in versions().items()] + [""]
     path = reports_dir / INDEX
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

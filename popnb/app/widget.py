@@ -26,6 +26,7 @@ import torch
 
 from popnb import explain
 from popnb.data import load_dataset, open_cover
+from popnb.paths import resolve
 from popnb.train.loop import CHECKPOINT, CONFIG, TrainConfig, train
 from popnb.train.run import load_run
 
@@ -42,8 +43,7 @@ def ensure_demo_run(run_dir, demo_dir="data/demo", demo_n: int = 3000, demo_seed
     """The app's default run: `run_dir` as it is when it holds a checkpoint, else trained now with the demo
     defaults (vit_tiny at 112 px + charbert-tiny, fusion 0.75/0.25) on the first `limit` videos of the synthetic
     demo set in `demo_dir` (made there when absent). Returns the run folder."""
-    from popnb.explore import open_data
-    from popnb.reports import resolve
+    from popnb.analysis.explore import open_data
 
     run_dir = resolve(run_dir)
     if not (run_dir / CHECKPOINT).is_file():
@@ -188,8 +188,6 @@ class TryACover:
     def __init__(self, runs_root="runs", run="demo", data_dir=None, delay: float = 0.3, method: str = "auto",
                  max_covers: int = 200, threads: int | None = 1):
         import ipywidgets as w
-
-        from popnb.reports import resolve
 
         self.runs_root, self.data_dir, self.method, self.max_covers = resolve(runs_root), data_dir, method, max_covers
         self.threads = threads

@@ -2,38 +2,25 @@
 
 `popnb reports` executes notebooks/NN_*.ipynb in order with the `popnb` kernel into
 `<out>/NN_*.ipynb`. Each notebook saves its figures to `<out>/figures/NN_*.png` and its
-tables to `<out>/tables/NN_*.csv` + `.md` through `save_figure` / `save_table`.
+tables to `<out>/tables/NN_*.csv` + `.md` through `save_figure` / `save_table`. The terminal gets
+one line per notebook; what papermill, Jupyter and the kernels write goes to `<out>/reports.log`.
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout that holds notebooks/
+from popnb.paths import PROJECT_ROOT, resolve, shown
+
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 KERNEL = "popnb"
 RECORDS = "runs.json"  # <out>/runs.json: the runner's last record per notebook, read back by --only runs
-
-
-def resolve(path: str | Path) -> Path:
-    """An absolute path; a relative one is taken from the project root when the caller runs inside
-    notebooks/ (Jupyter's default working directory), so notebooks write where `popnb reports` does."""
-    path = Path(path).expanduser()
-    if path.is_absolute():
-        return path
-    cwd = Path.cwd()
-    return (cwd.parent if cwd.name == "notebooks" else cwd) / path
-
-
-def shown(value, root: Path):
-    """A path (or path string) under root as relative to it, so committed records and index name no machine's
-    folders; anything else as it is."""
-    text = str(value)
-    prefix = str(root).rstrip("/") + "/"
-    return text[len(prefix):] if text.startswith(prefix) else value
+LOG = "reports.log"  # <out>/reports.log: what papermill, Jupyter, the kernels and warnings wrote, not the terminal
 
 
 def save_figure(fig, name: str, root: str | Path = "reports", dpi: int = 120) -> Path:
@@ -149,8 +136,9 @@ def run_reports(
 
     Each notebook gets `reports_dir=<out>` and, when given, `data_dir` (as absolute paths, where it
     declares them) plus `parameters`, which must all be declared in its parameters cell.
-    Prints one line per notebook (name, status, seconds), records each in `<out>/runs.json` and writes the
-    index `<out>/README.md` (popnb.report_index). Returns 0, or 1 naming the failed ones.
+    Prints one line per notebook (name, status, seconds; and the error's first line), sends every other line
+    (warnings, kernel messages, whole errors) to `<out>/reports.log`, records each notebook in `<out>/runs.json`
+    and writes the index `<out>/README.md` (popnb.reports.index). Returns 0, or 1 naming the failed ones.
     """
     notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
     out = Path(out).resolve()
@@ -165,33 +153,73 @@ def run_reports(
 
     cwd = notebooks_dir.resolve().parent  # where the notebooks run (the project root); records name paths from it
     records = _load_records(out)
-    failed: dict[str, str] = {}
-    for src in select_notebooks(notebooks_dir, only):
-        declared = notebook_parameters(src)
-        params = {k: v for k, v in runner_params.items() if k in declared} | user_params
-        started, start = time.time(), time.perf_counter()
-        try:
-            run_notebook(src, out / src.name, params, cwd=cwd, kernel=kernel)
-            status, error = "ok", None
-        except Exception as err:  # noqa: BLE001 -- one failing notebook must not stop the others
-            status, error = "FAILED", _first_line(err)
-            failed[src.name] = error
-        seconds = time.perf_counter() - start
-        print(f"{src.name:<32} {status:<6} {seconds:7.1f} s", flush=True)
-        if error:
-            print(f"    {error}", flush=True)
-        records[src.name] = {"name": src.name, "status": status, "seconds": round(seconds, 1), "error": error,
-                             "parameters": {k: shown(v, cwd) for k, v in {**declared, **params}.items()},
-                             "started": started}
-        (out / RECORDS).write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    from popnb.report_index import write_index
+    failed = []
+    (out / LOG).write_text("", encoding="utf-8")
+    with (out / LOG).open("a", encoding="utf-8", buffering=1) as log:
+        for src in select_notebooks(notebooks_dir, only):
+            record = records[src.name] = _run_one(src, out, runner_params, user_params, cwd, kernel, log)
+            print(f"{src.name:<32} {record['status']:<6} {record['seconds']:7.1f} s", flush=True)
+            if record["error"]:
+                failed.append(src.name)
+                print(f"    {record['error']}", flush=True)
+            (out / RECORDS).write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        with output_to(log):
+            from popnb.reports.index import write_index
 
-    index = write_index(out, [records[name] for name in sorted(records)], root=cwd)
-    print(f"index: {index}", flush=True)
+            index = write_index(out, [records[name] for name in sorted(records)], root=cwd)
+    print(f"index: {index}  (warnings and kernel output: {out / LOG})", flush=True)
     if failed:
         print(f"popnb reports: {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_one(src: Path, out: Path, runner_params: dict, user_params: dict, cwd: Path, kernel: str, log) -> dict:
+    """Run one notebook into out/, everything but the runner's own lines sent to log -> its record for runs.json."""
+    started, start = time.time(), time.perf_counter()
+    with output_to(log):
+        print(f"==== {src.name}", flush=True)
+        declared = notebook_parameters(src)
+        params = {k: v for k, v in runner_params.items() if k in declared} | user_params
+        error = _execute(src, out / src.name, params, cwd, kernel)
+    return {"name": src.name, "status": "ok" if error is None else "FAILED",
+            "seconds": round(time.perf_counter() - start, 1), "error": error,
+            "parameters": {k: shown(v, cwd) for k, v in {**declared, **params}.items()}, "started": started}
+
+
+def _execute(src: Path, dst: Path, parameters: dict[str, object], cwd: Path, kernel: str) -> str | None:
+    """run_notebook -> None, or the first line of its error (the whole error printed: into the log)."""
+    try:
+        run_notebook(src, dst, parameters, cwd=cwd, kernel=kernel)
+        return None
+    except Exception as err:  # noqa: BLE001 -- one failing notebook must not stop the others
+        print(f"FAILED: {err}", flush=True)
+        return _first_line(err)
+
+
+@contextlib.contextmanager
+def output_to(log):
+    """Send what this process and the kernels it starts write to stdout and stderr (warnings, log lines, kernel
+    messages) to the open file `log`: sys.stdout, sys.stderr and file descriptors 1 and 2, which kernels inherit."""
+    _flush()
+    saved = [os.dup(fd) for fd in (1, 2)]
+    try:
+        for fd in (1, 2):
+            os.dup2(log.fileno(), fd)
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield
+    finally:
+        _flush()
+        log.flush()
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
 
 
 def _load_records(out: Path) -> dict[str, dict]:
@@ -204,10 +232,13 @@ def _load_records(out: Path) -> dict[str, dict]:
 
 
 def _plain(value):
-    """A value papermill can write into a notebook: a Path as str, a tuple as list (else it becomes a str)."""
+    """A value papermill can write into a notebook, at any depth: a Path as str, a tuple as list (papermill
+    writes either as a str)."""
     if isinstance(value, Path):
         return str(value)
-    return list(value) if isinstance(value, tuple) else value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return {k: _plain(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 def _first_line(err: Exception) -> str:

@@ -12,10 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from popnb.labels import N_CLASSES, PAPER_THRESHOLDS, PAPER_WEIGHTS, LabelScheme, bin_labels, popularity_score
+from popnb.labels import CLASSES, N_CLASSES, PAPER_THRESHOLDS, PAPER_WEIGHTS, LabelScheme, bin_labels, popularity_score
 from popnb.metrics import constant_baseline
-
-CLASSES = pd.RangeIndex(N_CLASSES, name="class")
 
 
 def prepare(df: pd.DataFrame, weights: dict[str, float] = PAPER_WEIGHTS

@@ -1,4 +1,4 @@
-"""The backbone comparison: real tiny runs of two pairs, the Table 2 layout beside the paper, cost, predictions."""
+"""popnb.analysis.backbones: real tiny runs of two pairs, the Table 2 layout beside the paper, cost, predictions."""
 from __future__ import annotations
 
 import matplotlib
@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from popnb import compare  # noqa: E402
+from popnb.analysis import backbones  # noqa: E402
 from popnb.data import make_demo_dataset  # noqa: E402
-from popnb.figures import n_params  # noqa: E402
+from popnb.models.summary import n_params  # noqa: E402
 from popnb.metrics import constant_baseline, ordinal_accuracy  # noqa: E402
 from popnb.models import BACKBONES  # noqa: E402
 
@@ -30,7 +30,7 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def history(demo, cache):
-    return compare.run_comparison(demo, PAIRS, seeds=[0, 1], cache=cache, **TINY)
+    return backbones.run_comparison(demo, PAIRS, seeds=[0, 1], cache=cache, **TINY)
 
 
 def test_every_pair_trains_on_the_same_split_with_the_registry_names(history):
@@ -46,7 +46,7 @@ def test_every_pair_trains_on_the_same_split_with_the_registry_names(history):
 
 
 def test_table2_has_mean_std_over_seeds_beside_the_paper_and_the_baseline(history):
-    table = compare.table2_vs_paper(history)
+    table = backbones.table2_vs_paper(history)
     assert list(table.index) == ["ViT + BERT", "CoAtNet + BERT"]
     assert list(table.columns[:4]) == ["e1 train", "e1 train (paper)", "e1 valid", "e1 valid (paper)"]
     runs = history.query("pair == 'coatnet_bert' and epoch == 2 and split == 'valid'").sort_values("seed")
@@ -59,13 +59,13 @@ def test_table2_has_mean_std_over_seeds_beside_the_paper_and_the_baseline(histor
 
 
 def test_paper_rows_come_from_table2_and_table1():
-    paper = compare.table2(compare.paper_summary())
+    paper = backbones.table2(backbones.paper_summary())
     assert list(paper.index) == ["ViT + BERT", "VGG + RNN", "VGG + BERT"]
     assert paper.loc["VGG + RNN", "e5 valid"] == "0.5471" and paper.loc["VGG + BERT", "e1 train"] == "0.5064"
 
 
 def test_best_valid_picks_the_epoch_with_the_best_mean_and_draws_it(history):
-    best = compare.best_valid(history)
+    best = backbones.best_valid(history)
     for key in PAIRS:
         valid = history.query("pair == @key and split == 'valid'")
         means = valid.groupby("epoch")["ordinal_accuracy"].mean()
@@ -73,14 +73,14 @@ def test_best_valid_picks_the_epoch_with_the_best_mean_and_draws_it(history):
         at_best = valid[valid["epoch"] == means.idxmax()]["ordinal_accuracy"]
         assert best.loc[key, "min"] == at_best.min() and best.loc[key, "max"] == at_best.max()
     assert best.loc["vit_bert", "paper best valid"] == 0.6242 and np.isnan(best.loc["coatnet_bert", "paper best valid"])
-    fig = compare.best_valid_figure(history, "test")
+    fig = backbones.best_valid_figure(history, "test")
     bars = [p.get_height() for p in fig.axes[0].patches]
     plt.close(fig)
     np.testing.assert_allclose(bars, best["best valid"])
 
 
 def test_frozen_predictions_reproduce_the_run(demo, cache, history):
-    preds = compare.pair_predictions(demo, "coatnet_bert", 1, cache=cache, **TINY)
+    preds = backbones.pair_predictions(demo, "coatnet_bert", 1, cache=cache, **TINY)
     run = history.query("pair == 'coatnet_bert' and seed == 1 and epoch == 2 and split == 'valid'").iloc[0]
     assert len(preds) == run["n"]
     assert ordinal_accuracy(preds["y_true"], preds["y_pred"]) == pytest.approx(run["ordinal_accuracy"])
@@ -90,19 +90,19 @@ def test_frozen_predictions_reproduce_the_run(demo, cache, history):
 
 def test_finetune_mode_and_its_run_folder_predictions(demo, tmp_path):
     quick = dict(TINY, epochs=1, max_steps=1)
-    tuned = compare.run_comparison(demo, ["vit_bert"], mode="finetune", seeds=[0], runs_dir=tmp_path, **quick)
+    tuned = backbones.run_comparison(demo, ["vit_bert"], mode="finetune", seeds=[0], runs_dir=tmp_path, **quick)
     assert (tuned["mode"] == "finetune").all() and (tmp_path / "vit_bert").is_dir()
-    preds = compare.pair_predictions(demo, "vit_bert", 0, "finetune", runs_dir=tmp_path, **quick)
+    preds = backbones.pair_predictions(demo, "vit_bert", 0, "finetune", runs_dir=tmp_path, **quick)
     valid = tuned[tuned["split"] == "valid"].iloc[0]
     assert ordinal_accuracy(preds["y_true"], preds["y_pred"]) == pytest.approx(valid["ordinal_accuracy"])
     with pytest.raises(FileNotFoundError, match="no finetune run of vit_bert with seed 0"):
-        compare.pair_predictions(demo, "vit_bert", 0, "finetune", runs_dir=tmp_path, **dict(quick, epochs=3))
+        backbones.pair_predictions(demo, "vit_bert", 0, "finetune", runs_dir=tmp_path, **dict(quick, epochs=3))
 
 
 def test_pair_cost_counts_parameters_of_the_built_model():
     titles = ["为什么黑洞会这样？", "10个关于火星的冷知识"]
-    cost = compare.pair_cost("vit_bert", titles, image_size=32, batch_size=4, max_len=16, steps=1)
-    model, _ = compare.build_pair("vit_bert", titles, image_size=32)
+    cost = backbones.pair_cost("vit_bert", titles, image_size=32, batch_size=4, max_len=16, steps=1)
+    model, _ = backbones.build_pair("vit_bert", titles, image_size=32)
     assert cost["params"] == n_params(model)
     assert cost["vision params"] == n_params(model.vision.backbone)
     assert cost["text params"] == n_params(model.text.encoder)
@@ -111,18 +111,18 @@ def test_pair_cost_counts_parameters_of_the_built_model():
 
 
 def test_scale_switches_to_the_paper_names_and_bad_names_fail_early(demo):
-    assert compare.pair_names("vit_bert", "paper") == {"vision": "vit_base_patch16_384", "text": "bert-base-chinese",
-                                                      "image_size": 384}
-    assert compare.pair_names("vgg_rnn", "cpu", 32)["image_size"] == 32
-    table = compare.pairs_table(["vgg_rnn", "convnext_minilm"], "paper")
+    assert backbones.pair_names("vit_bert", "paper") == {"vision": "vit_base_patch16_384",
+                                                        "text": "bert-base-chinese", "image_size": 384}
+    assert backbones.pair_names("vgg_rnn", "cpu", 32)["image_size"] == 32
+    table = backbones.pairs_table(["vgg_rnn", "convnext_minilm"], "paper")
     assert table.loc["vgg_rnn", "vision"] == BACKBONES["vgg_rnn"].paper_vision == table.loc["vgg_rnn", "paper vision"]
     assert table.loc["convnext_minilm", "label"] == "ConvNeXt + MiniLM" and table.loc["vgg_rnn", "image_size"] == 224
     with pytest.raises(ValueError, match="unknown backbone pair 'vit'"):
-        compare.pairs_table(["vit"])
+        backbones.pairs_table(["vit"])
     with pytest.raises(ValueError, match="unknown backbone pair 'vgg_gpt'.*vit_bert"):
-        compare.run_comparison(demo, ["vit_bert", "vgg_gpt"])  # before any pair is trained
+        backbones.run_comparison(demo, ["vit_bert", "vgg_gpt"])  # before any pair is trained
     with pytest.raises(ValueError, match="scale must be one of cpu, paper"):
-        compare.pair_names("vit_bert", "gpu")
-    assert "RANDOM" in compare.mode_note("frozen", False) and "RANDOM" not in compare.mode_note("frozen", True)
-    assert "minilm: weights from a local checkpoint" in compare.mode_note("frozen", False, {"minilm": "/m"})
-    assert "paper" in compare.mode_note("finetune", True)
+        backbones.pair_names("vit_bert", "gpu")
+    assert "RANDOM" in backbones.mode_note("frozen", False) and "RANDOM" not in backbones.mode_note("frozen", True)
+    assert "minilm: weights from a local checkpoint" in backbones.mode_note("frozen", False, {"minilm": "/m"})
+    assert "paper" in backbones.mode_note("finetune", True)

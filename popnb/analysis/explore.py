@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from popnb.data import COUNT_COLUMNS, load_dataset, make_demo_dataset, open_cover
-from popnb.reports import resolve
+from popnb.paths import resolve
 
 ASPECTS = {"16:9": 16 / 9, "4:3": 4 / 3, "1:1": 1.0, "3:4": 3 / 4, "9:16": 9 / 16}
 

@@ -1,0 +1,114 @@
+"""The real notebooks 03 and 04, run by papermill through popnb's report runner on a tiny synthetic data set."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from popnb.reports import runner as reports
+from popnb.data import load_dataset
+from popnb.data.demo import make_demo_dataset
+from popnb.paper import load_table1
+
+TINY = {"seeds": [0], "epochs": 1, "image_size": 32, "batch_size": 4}  # one seed, one epoch, 32 px covers
+REPO_REPORTS = reports.PROJECT_ROOT / "reports"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """60 synthetic videos with 48x27 covers, and an embeddings cache shared by this module's notebooks."""
+    root = tmp_path_factory.mktemp("tiny")
+    return make_demo_dataset(root / "data", n=60, seed=0, size=(48, 27)), root / "cache"
+
+
+def snapshot(folder):
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def run_tiny(only: str, tiny, tmp_path, monkeypatch, **parameters):
+    """Run one real notebook through popnb's runner on the tiny set into tmp_path/reports -> (out, its record);
+    checks it ran ok and left the repository's reports/ as it was."""
+    data, cache = tiny
+    monkeypatch.setenv("POPNB_CACHE", str(cache))  # the kernel inherits it: no embeddings in ~/.cache
+    before, out = snapshot(REPO_REPORTS), tmp_path / "reports"
+    code = reports.run_reports(data_dir=data, only=only, out=out,
+                               parameters={**TINY, "runs_dir": str(tmp_path / "runs"), **parameters})
+    (record,) = json.loads((out / reports.RECORDS).read_text(encoding="utf-8")).values()
+    assert code == 0 and record["status"] == "ok", record["error"]
+    assert snapshot(REPO_REPORTS) == before
+    return out, record
+
+
+def table(out, name: str, **kwargs) -> pd.DataFrame:
+    return pd.read_csv(out / "tables" / f"{name}.csv", **kwargs)
+
+
+def assert_drawn(out, names) -> None:
+    for name in names:
+        with Image.open(out / "figures" / f"{name}.png") as im:  # a real drawing, not a blank canvas
+            assert im.width > 300 and im.height > 200 and np.asarray(im.convert("L")).std() > 10, name
+
+
+def assert_accuracies(history: pd.DataFrame, n_videos: int) -> None:
+    for column in ("ordinal_accuracy", "exact_accuracy", "constant_baseline_accuracy"):
+        assert history[column].between(0, 1).all(), column
+    assert (history["ordinal_accuracy"] >= history["exact_accuracy"]).all()  # a neighbour counts half
+    per_run = history.groupby([c for c in history.columns if c in ("pair", "vision_weight", "text_weight")])["n"]
+    assert (per_run.sum() == n_videos).all()  # train + valid: every video, once
+
+
+def test_notebook_03_fusion_sweep_on_a_tiny_set(tiny, tmp_path, monkeypatch):
+    weights = [(0.75, 0.25), (1.0, 0.0), (0.0, 1.0)]
+    out, record = run_tiny("03", tiny, tmp_path, monkeypatch, weights=weights)
+    assert record["parameters"]["weights"] == [list(w) for w in weights] and record["parameters"]["epochs"] == 1
+    rows = ["0.75 / 0.25", "1.0 / 0.0", "0.0 / 1.0"]
+
+    history = table(out, "03_sweep_history")
+    assert len(history) == len(weights) * 2  # one seed, one epoch, train and valid
+    assert_accuracies(history, len(load_dataset(tiny[0]).videos))
+    ours = table(out, "03_table1", index_col=0)
+    assert list(ours.index) == rows and list(ours.columns) == ["e1 train", "e1 valid"]
+    valid = history[history["split"] == "valid"]
+    assert np.allclose(ours["e1 valid"], valid["ordinal_accuracy"].round(4))  # one seed: the mean is that run
+    paper = load_table1().query("vision_weight == 0.75 and text_weight == 0.25 and epoch == 1")
+    both = table(out, "03_table1_vs_paper", index_col=0)
+    assert both.loc["0.75 / 0.25", "e1 valid (paper)"] == paper["valid_acc"].item()
+    assert len(both) == 7  # our three pairs, then the paper's four others
+    shares = table(out, "03_vision_share", index_col=0)["vision share (trained)"]
+    assert shares["1.0 / 0.0"] == 1.0 and shares["0.0 / 1.0"] == 0.0 and 0 < shares["0.75 / 0.25"] < 1
+    assert list(table(out, "03_best_valid", index_col=0).index) == rows
+    check = table(out, "03_absorption_check", index_col=0)["max abs difference"]
+    contrast = check.index.str.contains("contrast")
+    assert (check[~contrast] < 1e-5).all() and (check[contrast] > 1e-4).all()
+    assert_drawn(out, ["03_best_valid", "03_valid_curves"])
+
+
+def test_notebook_04_backbone_comparison_on_a_tiny_set(tiny, tmp_path, monkeypatch):
+    pairs = ["vit_bert", "coatnet_bert"]  # cheap at 32 px; VGG's 130M parameters take most of a minute on 2 cores
+    out, _ = run_tiny("04", tiny, tmp_path, monkeypatch, pairs=pairs, cost_steps=1)
+
+    assert list(table(out, "04_pairs", index_col="pair").index) == pairs
+    history = table(out, "04_history")
+    assert len(history) == len(pairs) * 2 and (history["image_size"] == 32).all()
+    assert_accuracies(history, len(load_dataset(tiny[0]).videos))
+    vs_paper = table(out, "04_table2_vs_paper", index_col="pair")
+    paper = load_table1().query("vision_weight == 0.75 and text_weight == 0.25 and epoch == 1")
+    assert list(vs_paper.index) == ["ViT + BERT", "CoAtNet + BERT"]
+    assert vs_paper.loc["ViT + BERT", "e1 valid (paper)"] == paper["valid_acc"].item()
+    assert np.isnan(vs_paper.loc["CoAtNet + BERT", "e1 valid (paper)"])  # the paper has no CoAtNet numbers
+    best = table(out, "04_best_valid_and_cost", index_col="pair")
+    valid = history[history["split"] == "valid"].set_index("pair")["ordinal_accuracy"]
+    assert list(best.index) == pairs and np.allclose(best["best valid"], valid[pairs])
+    assert (best["params"] > 1e5).all() and (best["finetune images/s"] > 0).all()
+    recall = table(out, "04_per_class_recall", index_col="class")
+    assert list(recall.index) == [0, 1, 2, 3, 4]
+    assert recall["n_true"].sum() == history.query("split == 'valid'")["n"].iloc[0]  # the first seed's valid split
+    assert recall["recall"].dropna().between(0, 1).all()
+    assert_drawn(out, ["04_best_valid", "04_confusion", "04_figure1_architecture", "04_per_class_recall"])
+    nb = nbformat.read(out / "04_backbone_comparison.ipynb", as_version=4)
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
