@@ -19,6 +19,7 @@ import pandas as pd
 PAPER_WEIGHTS = {"views": 0.75, "likes": 0.10, "coins": 0.10, "favorites": 0.05, "shares": 0.0}
 PAPER_THRESHOLDS = (0.00025, 0.0015, 0.005, 0.02)
 N_CLASSES = 5
+CLASSES = pd.RangeIndex(N_CLASSES, name="class")  # the class axis of tables
 KINDS = ("paper", "quantile", "log_views")
 
 

@@ -1,4 +1,4 @@
-"""Metrics for 5 ordered popularity classes, numpy and pandas only.
+"""Metrics for 5 ordered popularity classes (popnb.labels.N_CLASSES), numpy and pandas only.
 
 Labels are int arrays [N] in 0..4; probabilities are float arrays [N, 5] whose rows sum to 1.
 The paper's metric is ordinal accuracy (exact class 1 point, a neighbouring class 0.5, else 0).
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-N_CLASSES = 5
+from popnb.labels import N_CLASSES
 
 
 def _labels(y, name: str) -> np.ndarray:

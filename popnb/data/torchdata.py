@@ -78,19 +78,23 @@ def normalise(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tor
 
 
 class VideoTensors(torch.utils.data.Dataset):
-    """A dataset folder as tensors: covers (cached uint8) or none, token ids and masks, labels, scores.
+    """A dataset folder as tensors: covers (cached uint8) or none, token ids and masks, metadata or none, labels,
+    scores. A batch source of popnb.train: the model's inputs first, the labels last.
 
     `covers=None` means text only: every image is all zeros (after normalisation), as when the vision
     weight is 0 on a stats-only data set. Index with an int or a 1-D array of row positions:
-    `ds[idx] -> (images float [B,3,S,S], ids long [B,L], mask long [B,L], labels long [B])`.
+    `ds[idx] -> (images float [B,3,S,S], ids long [B,L], mask long [B,L], labels long [B])`, with the
+    metadata features float [B,M] before the labels when `meta` is given (popnb.models.MetadataScaler).
     """
 
     def __init__(self, covers: np.ndarray | None, ids: torch.Tensor, mask: torch.Tensor, labels, scores,
-                 image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, meta: torch.Tensor | None = None):
         n = len(ids)
         if covers is not None and len(covers) != n:
             raise ValueError(f"{len(covers)} covers for {n} titles")
-        self.covers, self.ids, self.mask = covers, ids.long(), mask.long()
+        if meta is not None and len(meta) != n:
+            raise ValueError(f"metadata of {len(meta)} videos for {n} titles")
+        self.covers, self.ids, self.mask, self.meta = covers, ids.long(), mask.long(), meta
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         self.scores = np.asarray(scores, dtype=np.float64)
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
@@ -106,7 +110,8 @@ class VideoTensors(torch.utils.data.Dataset):
         else:
             images = normalise(torch.from_numpy(np.ascontiguousarray(self.covers[idx])), self.mean, self.std)
         t = torch.from_numpy(idx)
-        batch = (images, self.ids[t], self.mask[t], self.labels[t])
+        meta = () if self.meta is None else (self.meta[t],)
+        batch = (images, self.ids[t], self.mask[t], *meta, self.labels[t])
         return tuple(x[0] for x in batch) if single else batch
 
 
@@ -119,16 +124,19 @@ def require_covers(data) -> None:
 
 
 def build_tensors(data, tokenizer, labels, scores, image_size: int, max_len: int, with_covers: bool,
-                  mean=IMAGENET_MEAN, std=IMAGENET_STD, cache: str | Path | None = None) -> VideoTensors:
+                  mean=IMAGENET_MEAN, std=IMAGENET_STD, cache: str | Path | None = None,
+                  meta: torch.Tensor | None = None) -> VideoTensors:
     """VideoTensors for a loaded `popnb.data.Dataset`: titles tokenised once, covers from the cache.
 
     labels int [N], scores float [N]: from the run's LabelScheme. with_covers=False: text only, no image read.
+    meta: the metadata features float [N, M] of the run's MetadataScaler, or None.
     """
     if with_covers:
         require_covers(data)
     covers = cached_covers([data.cover_path(i) for i in range(len(data))], image_size, cache) if with_covers else None
     ids, mask = tokenizer.encode(list(data.videos["title"]), max_len)
-    return VideoTensors(covers, torch.as_tensor(ids), torch.as_tensor(mask), labels, scores, image_size, mean, std)
+    return VideoTensors(covers, torch.as_tensor(ids), torch.as_tensor(mask), labels, scores, image_size, mean, std,
+                        meta)
 
 
 def epoch_batches(positions, batch_size: int, seed: int, epoch: int | None) -> list[np.ndarray]:

@@ -1,7 +1,7 @@
 """The feature store: each frozen encoder's output for a data set, computed once and kept on disk; resumable,
 and shared out over torchrun's ranks.
 
-Files under <cache>/features/ (the cache folder: $POPNB_CACHE, else ~/.cache/popnb, as popnb.features):
+Files under <cache>/features/ (the cache folder: $POPNB_CACHE, else ~/.cache/popnb, as popnb.train.frozen):
   <encoder>-<key>.npy       float32 [N, dim]: an embedding, row i = video i of the data set
   <encoder>-<key>.parquet   N rows, the encoder's columns (boxes and scores as JSON strings)
   <encoder>-<key>.parts/    while computing: part-<start>-<stop>.npy|.parquet, rows [start, stop)

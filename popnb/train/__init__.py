@@ -1,4 +1,5 @@
-"""popnb.train: the training loop, checkpoints, GPipe and DDP, and using a trained run folder.
+"""popnb.train: a run's parameters, the training loop, checkpoints, GPipe and DDP, frozen-backbone heads, and using
+a trained run folder.
 
 Names load lazily (PEP 562), so `popnb --help` does not import torch.
 """
@@ -7,8 +8,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "TrainConfig": "loop", "train": "loop",
-    "Run": "run", "load_run": "run", "evaluate": "run", "predict": "run",
+    "TrainConfig": "config", "train": "loop",
+    "Run": "run", "load_run": "run", "evaluate": "run", "predict": "run", "run_predictions": "run",
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint",
 }
 __all__ = list(_EXPORTS)

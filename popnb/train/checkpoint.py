@@ -2,7 +2,7 @@
 
 Written at the end of each epoch, atomically (a temporary file renamed over the old one), so a run
 killed at any moment leaves either the previous epoch's checkpoint or the new one, never half of one.
-The data order needs no state of its own: it is a function of (seed, epoch) (popnb.data.torchdata.epoch_order),
+The data order needs no state of its own: it is a function of (seed, epoch) (popnb.data.torchdata.epoch_batches),
 so the checkpoint records the seed and the next epoch. Everything is stored as tensors and plain Python
 values, so `torch.load(weights_only=True)` reads it without unpickling code.
 """

@@ -1,12 +1,20 @@
-"""CLI: `popnb train`, `popnb evaluate`, `popnb predict` (torch is imported inside the handlers)."""
+"""CLI: `popnb train`, `popnb evaluate`, `popnb predict` (torch is imported inside the handlers).
+
+`popnb train`'s options are generated from TrainConfig's fields (popnb.train.config): one option per field,
+its type from the field's annotation, its default, help text and allowed values from the field.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+from dataclasses import MISSING, fields
+from typing import get_args, get_type_hints
+
+from popnb.train.config import TrainConfig, option
 
 
-def _weights(text: str) -> tuple[float, float]:
+def parse_weights(text: str) -> tuple[float, float]:
     """'0.75,0.25' -> (0.75, 0.25)."""
     try:
         w_v, w_t = (float(x) for x in text.split(","))
@@ -15,50 +23,74 @@ def _weights(text: str) -> tuple[float, float]:
     return w_v, w_t
 
 
+def parse_names(text: str) -> tuple[str, ...]:
+    """'followers,duration' -> ('followers', 'duration'); '' -> ()."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def parse_meta(text: str) -> tuple[str, float]:
+    """'followers=1200' -> ('followers', 1200.0); 'followers=nan': unknown."""
+    name, _, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if not name.strip() or number is None:
+        raise argparse.ArgumentTypeError(f"expected COLUMN=NUMBER, e.g. followers=1200, got {text!r}")
+    return name.strip(), number
+
+
+PARSERS = {tuple[float, float]: parse_weights, tuple[str, ...]: parse_names}  # annotation -> CLI parser
+
+
+def value_type(annotation):
+    """The CLI parser of a field's annotation: PARSERS' for a tuple, int for int | None, else the type itself."""
+    if annotation in PARSERS:
+        return PARSERS[annotation]
+    kinds = [a for a in get_args(annotation) if a is not type(None)]
+    return kinds[0] if kinds else annotation
+
+
+def shown(value) -> str:
+    """A default as it is typed on the command line: 0.75,0.25 for a tuple; none for None or an empty tuple."""
+    if value is None or value == ():
+        return "none"
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def argument(f, annotation) -> tuple[str, dict]:
+    """(flag or name, add_argument keywords) of one TrainConfig field."""
+    help, metavar = f.metadata["help"], f.metadata["metavar"]
+    if f.metadata["positional"]:
+        return f.name, {"help": help, "metavar": metavar or f.name.upper()}
+    flag, kwargs = option(f.name), {"dest": f.name}
+    if f.default is MISSING:
+        return flag, kwargs | {"required": True, "metavar": metavar, "help": f"{help} (required)"}
+    if annotation is bool:
+        return flag, kwargs | {"action": "store_true", "help": f"{help} (default: off)"}
+    kwargs |= {"type": value_type(annotation), "default": f.default, "metavar": metavar}
+    if f.metadata["choices"] is not None:  # with a metavar, building the parser does not list (import) them
+        kwargs |= {"choices": f.metadata["choices"], "metavar": metavar or f.name.upper()}
+        help += "; one of %(choices)s"
+    return flag, kwargs | {"help": f"{help} (default: {shown(f.default)})"}
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments of `popnb train` (and of `python -m popnb.train`, which torchrun launches)."""
-    p.add_argument("data_dir", help="dataset folder (videos.csv + covers/)")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create (or to continue with --resume)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with the same arguments "
-                   "(a new --out just starts)")
-    p.add_argument("--vision", default="vit_tiny_patch16_224", help="timm backbone (popnb.models.BACKBONES); "
-                   "paper: vit_base_patch16_384")
-    p.add_argument("--text", default="charbert-tiny", help="charbert-<size>, gru, lstm, minilm, or a BERT name/folder; "
-                   "paper: bert-base-chinese")
-    p.add_argument("--fusion-weights", type=_weights, default=(0.75, 0.25), metavar="W_V,W_T",
-                   help="late-fusion weights (default 0.75,0.25; 0,1 = text only, no covers needed)")
-    p.add_argument("--fusion", default="weighted", choices=("weighted", "concat", "gate"))
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--image-size", type=int, default=112, help="covers resized to SIZE x SIZE px (paper: 384)")
-    p.add_argument("--batch-size", type=int, default=16, help="global batch size")
-    p.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate (default 5e-5, the paper's; "
-                   "the from-scratch CPU-scale models learn the demo data with it too)")
-    p.add_argument("--pipeline", default="none", choices=("none", "gpipe"))
-    p.add_argument("--chunks", type=int, default=4, help="GPipe micro-batches per batch")
-    p.add_argument("--gpipe-checkpoint", default="except_last", choices=("always", "except_last", "never"),
-                   help="GPipe recomputes each micro-batch's forward in backward to save memory (torchgpipe's "
-                   "default except_last); never: keep activations, faster where memory allows (on CPU: 1.23x "
-                   "plain instead of 1.60x at 4 chunks, benchmarks/results.md)")
-    p.add_argument("--balance", default="auto", help="GPipe layers per stage: auto or e.g. 2,3")
-    p.add_argument("--devices", default="auto", help="auto, cpu, cuda; with gpipe one per stage: cpu,cpu or cuda:0,cuda:1")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--labels", default="auto", choices=("auto", "paper", "quantile", "log_views"),
-                   help="label scheme, fitted on the train split (auto: paper, or log_views when likes etc. are missing)")
-    p.add_argument("--valid-fraction", type=float, default=1 / 11, help="share of videos for valid (default 1/11: 10:1)")
-    p.add_argument("--max-len", type=int, default=64, help="title tokens kept")
-    p.add_argument("--max-steps", type=int, help="at most N training steps per epoch (quick runs)")
-    p.add_argument("--limit", type=int, help="use only the first N videos")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a busy shared CPU)")
-    p.add_argument("--pretrained", action="store_true", help="start from pretrained weights (must be available offline)")
-    p.add_argument("--vision-checkpoint", metavar="PATH", help="local timm weights for --vision")
-    p.add_argument("--text-checkpoint", metavar="DIR", help="local folder (save_pretrained) for --text")
+    """The arguments of `popnb train` (and of `python -m popnb.train`, which torchrun launches): one per
+    TrainConfig field, and --resume."""
+    annotations = get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        flag, kwargs = argument(f, annotations[f.name])
+        p.add_argument(flag, **kwargs)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, with "
+                   "the same arguments (a new --out just starts)")
     p.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from popnb.train.loop import TrainConfig, train
+    from popnb.train.loop import train
 
-    params = {k: v for k, v in vars(args).items() if k not in ("command", "func", "resume")}
+    params = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     summary = train(TrainConfig(**params), resume=args.resume)
     if os.environ.get("RANK", "0") == "0":
         final, best = summary["final"], summary["best"]
@@ -79,7 +111,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from popnb.train.run import predict
 
-    print(json.dumps(predict(args.run_dir, args.title, args.cover), indent=2, ensure_ascii=False))
+    meta = dict(args.meta) if args.meta else None
+    print(json.dumps(predict(args.run_dir, args.title, args.cover, meta), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -87,7 +120,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model; writes a run folder",
                               description="Train the late-fusion model on a dataset folder. The run folder gets "
                                           "config.json, label_scheme.json, vocab.json, checkpoint.pt (every epoch), "
-                                          "history.csv and metrics.json.")
+                                          "history.csv and metrics.json (and metadata.json with --metadata).")
     add_train_arguments(p)
 
     p = subparsers.add_parser("evaluate", help="metrics of a trained run on a dataset (JSON)",
@@ -103,4 +136,7 @@ def register(subparsers) -> None:
     p.add_argument("run_dir")
     p.add_argument("--title", required=True)
     p.add_argument("--cover", metavar="PATH", help="cover image (needed when the run uses covers)")
+    p.add_argument("--meta", action="append", type=parse_meta, metavar="COLUMN=VALUE",
+                   help="a metadata value of a run trained with --metadata, e.g. --meta followers=1200 "
+                        "--meta duration=300 (nan: unknown); once per column")
     p.set_defaults(func=_predict)

@@ -24,7 +24,8 @@ from torchgpipe import GPipe
 from torchgpipe import checkpoint as gpipe_checkpoint
 from torchgpipe.balance import balance_by_time
 
-CHECKPOINT_MODES = ("always", "except_last", "never")
+from popnb.train.config import CHECKPOINT_MODES
+
 
 
 def _checkpoint_backward(ctx, *grad_output):
@@ -125,7 +126,7 @@ def auto_balance(stages: nn.Sequential, micro_batch: tuple[torch.Tensor, ...], p
 
 
 class PipelinedModel(nn.Module):
-    """A GPipe-wrapped model with the plain model's call: forward(images, ids, mask) -> logits.
+    """A GPipe-wrapped model with the plain model's call: forward(images, ids, mask[, meta]) -> logits.
 
     Inputs are moved to the first stage's device; logits come out on `output_device` (the last stage's),
     where the loop must also put the targets. The parameters are the plain model's own objects:
@@ -149,10 +150,9 @@ class PipelinedModel(nn.Module):
     def balance(self) -> list[int]:
         return list(self.gpipe.balance)
 
-    def forward(self, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
-                meta: torch.Tensor | None = None) -> torch.Tensor:
-        """images [B,3,H,W] float, ids [B,L] long, mask [B,L] long (, meta [B,4]) -> logits [B,5] on output_device."""
-        inputs = (images, ids, mask) if meta is None else (images, ids, mask, meta)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The plain model's inputs: images [B,3,H,W] float, ids [B,L] long, mask [B,L] long (, meta [B,M] float)
+        -> logits [B,5] on output_device."""
         return self.gpipe(tuple(x.to(self.input_device, non_blocking=True) for x in inputs))
 
     def describe(self) -> str:

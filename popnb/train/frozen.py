@@ -1,7 +1,8 @@
 """Frozen backbones: each backbone's embeddings computed once and cached, then only the heads are trained.
 
 The heads are LateFusion without its backbones: the vision branch's FC, the text branch's FC and the
-fusion head (popnb.models.FusionHead), trained with AdamW on the cached embeddings. The embeddings are
+fusion head (popnb.models.FusionHead), trained with AdamW on the cached embeddings, through the epoch of
+popnb.train.loop (run_epoch: the same batches, steps and metrics as a full run). The embeddings are
 what LateFusion feeds those FCs: the vision backbone's pooled features (`VisionBranch.backbone`) and the
 text encoder's pooled output (`TextBranch.features`).
 
@@ -14,22 +15,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from popnb.data.torchdata import cache_dir, cached_covers, covers_key, epoch_batches, normalise, require_covers
-from popnb.metrics import all_metrics
-from popnb.models import CHAR_TEXT_PREFIXES, CharVocab, FusionHead, create_text, create_vision
+from popnb.models import CharVocab, FusionHead, create_text, create_vision, needs_vocab
+from popnb.train.distributed import DistContext
+from popnb.train.loop import run_epoch
 
 FEATURES_FORMAT = 1  # bump when the way embeddings are computed or stored changes
 
@@ -116,7 +117,7 @@ def text_embeddings(data, name: str, titles: list[str], pretrained: bool = False
 
     titles: the training titles, from which charbert-*/gru/lstm build their character vocabulary (as build_model).
     """
-    vocab = CharVocab.build(titles) if name.startswith(CHAR_TEXT_PREFIXES) else None
+    vocab = CharVocab.build(titles) if needs_vocab(name) else None
     branch = seeded(seed, lambda: create_text(name, pretrained, vocab, checkpoint))
     ids, mask = branch.tokenizer.encode(list(data.videos["title"]), max_len)
     tokens = hashlib.sha256(ids.numpy().tobytes() + mask.numpy().tobytes()).hexdigest()
@@ -198,15 +199,18 @@ def one_thread():
         torch.set_num_threads(before)
 
 
-def evaluate_heads(heads: FrozenHeads, v: torch.Tensor, t: torch.Tensor, y: torch.Tensor, scores: np.ndarray,
-                   idx: np.ndarray) -> dict:
-    """Eval pass over rows idx: loss (mean cross-entropy), popnb.metrics.all_metrics, and vision_share."""
-    with torch.inference_mode():
-        logits = heads(v[idx], t[idx])
-        loss = F.cross_entropy(logits, y[idx]).item()
-    row = all_metrics(y[idx].numpy(), torch.softmax(logits, dim=1).numpy(), scores[idx])
-    share = vision_share(heads, v[idx], t[idx]) if heads.head.fusion == "weighted" else float("nan")
-    return {"loss": loss, **row, "vision_share": share}
+@dataclass
+class Embedded:
+    """Embeddings of a data set as a batch source of popnb.train.loop: source[idx] -> (vision [B, Dv],
+    text [B, Dt], labels [B]); labels long [N], scores float64 [N]."""
+
+    vision: torch.Tensor
+    text: torch.Tensor
+    labels: torch.Tensor
+    scores: np.ndarray
+
+    def __getitem__(self, idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.vision[idx], self.text[idx], self.labels[idx]
 
 
 def train_heads(vision: np.ndarray, text: np.ndarray, labels, scores, train_idx, valid_idx, weights=(0.75, 0.25),
@@ -216,36 +220,22 @@ def train_heads(vision: np.ndarray, text: np.ndarray, labels, scores, train_idx,
     """AdamW + cross-entropy on the heads only -> (heads, history rows as in RUN/history.csv).
 
     vision [N, Dv], text [N, Dt]: embeddings of all rows; labels int [N], scores float [N]; train_idx, valid_idx:
-    row positions. Batches as in popnb.train (epoch_batches by seed and epoch); train metrics come from the training
-    pass, valid metrics from a pass after the epoch, both through popnb.metrics.all_metrics. Valid rows also hold
-    vision_share (fusion="weighted"). Runs on one CPU thread.
+    row positions. Batches as in popnb.train (epoch_batches by seed and epoch), each epoch popnb.train.loop's
+    run_epoch (train metrics from the training pass, valid metrics from one pass over the valid rows after it).
+    Valid rows also hold vision_share (fusion="weighted"). Runs on one CPU thread.
     """
-    v, t = torch.as_tensor(vision, dtype=torch.float32), torch.as_tensor(text, dtype=torch.float32)
-    y, scores = torch.as_tensor(np.asarray(labels), dtype=torch.long), np.asarray(scores, dtype=np.float64)
-    valid_idx = np.asarray(valid_idx)
+    source = Embedded(torch.as_tensor(vision, dtype=torch.float32), torch.as_tensor(text, dtype=torch.float32),
+                      torch.as_tensor(np.asarray(labels), dtype=torch.long), np.asarray(scores, dtype=np.float64))
+    v, t, valid_idx = source.vision, source.text, np.asarray(valid_idx)
     heads = seeded(seed, lambda: FrozenHeads(v.shape[1], t.shape[1], weights, fusion, hidden))
     heads.standardise(v[train_idx], t[train_idx])
     optimizer = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=weight_decay)
     history = []
     with one_thread():
         for epoch in tqdm(range(epochs), desc=f"heads {tuple(weights)}", unit="epoch", disable=not show, leave=False):
-            tick = time.perf_counter()
             batches = epoch_batches(train_idx, batch_size, seed, epoch)[:max_steps]
-            probs, loss_sum = [], 0.0
-            for idx in batches:
-                logits = heads(v[idx], t[idx])
-                loss = F.cross_entropy(logits, y[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item() * len(idx)
-                probs.append(torch.softmax(logits.detach(), dim=1).numpy())
-            seen = np.concatenate(batches)
-            train_seconds = time.perf_counter() - tick
-            history.append({"epoch": epoch + 1, "split": "train", "steps": len(batches), "seconds": train_seconds,
-                            "loss": loss_sum / len(seen), **all_metrics(y[seen].numpy(), np.concatenate(probs),
-                                                                        scores[seen])})
-            row = evaluate_heads(heads, v, t, y, scores, valid_idx)
-            history.append({"epoch": epoch + 1, "split": "valid", "steps": 1,
-                            "seconds": time.perf_counter() - tick - train_seconds, **row})
+            train_row, valid_row = run_epoch(heads, optimizer, source, batches, [valid_idx], torch.device("cpu"),
+                                             epoch, epochs, DistContext(), show=False)
+            share = vision_share(heads, v[valid_idx], t[valid_idx]) if heads.head.fusion == "weighted" else math.nan
+            history += [train_row, {**valid_row, "vision_share": share}]
     return heads, history

@@ -1,4 +1,4 @@
-"""Frozen backbones: the embedding cache (hits, misses, keys) and heads-only training."""
+"""Frozen backbones (popnb.train.frozen): the embedding cache (hits, misses, keys) and heads-only training."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from popnb.data import load_dataset, make_demo_dataset
-from popnb.features import FrozenHeads, text_embeddings, train_heads, vision_embeddings
 from popnb.metrics import constant_baseline
 from popnb.models import build_model
+from popnb.train.frozen import FrozenHeads, text_embeddings, train_heads, vision_embeddings
 
 VIT, SIZE = "vit_tiny_patch16_224", 32
 
