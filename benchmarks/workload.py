@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from popnb.models import build_model
+from popnb.train.config import resolved
 from popnb.train.loop import TrainConfig, make_optimizer
 
-DEFAULTS = TrainConfig(data_dir="", out="")
+DEFAULTS = resolved(TrainConfig(data_dir="", out="", recipe="paper"))  # the end-to-end step
 
 
 @dataclass(frozen=True)

@@ -81,5 +81,5 @@ def test_a_field_added_later_keeps_older_run_folders_valid(tmp_path):
     assert run_params(replace(cfg, metadata=("followers",)))["metadata"] == ["followers"]
     (tmp_path / "config.json").write_text(json.dumps({"params": run_params(cfg)}))
     check_run_dir(tmp_path, cfg, resume=True)  # resumable with the same (default) parameters
-    with pytest.raises(ValueError, match=r"metadata=\[\] \(now \['followers'\]\)"):
+    with pytest.raises(ValueError, match=r"metadata=None \(now \[.followers.\]\)"):
         check_run_dir(tmp_path, replace(cfg, metadata=("followers",)), resume=True)

@@ -48,7 +48,7 @@ def ensure_demo_run(run_dir, demo_dir="data/demo", demo_n: int = 3000, demo_seed
     run_dir = resolve(run_dir)
     if not (run_dir / CHECKPOINT).is_file():
         demo = open_data(None, demo_dir, demo_n, demo_seed)
-        train(TrainConfig(str(demo.root), str(run_dir), epochs=epochs, limit=limit))
+        train(TrainConfig(str(demo.root), str(run_dir), recipe="paper", epochs=epochs, limit=limit))
     return run_dir
 
 

@@ -44,11 +44,10 @@ PARSERS = {tuple[float, float]: parse_weights, tuple[str, ...]: parse_names}  # 
 
 
 def value_type(annotation):
-    """The CLI parser of a field's annotation: PARSERS' for a tuple, int for int | None, else the type itself."""
-    if annotation in PARSERS:
-        return PARSERS[annotation]
-    kinds = [a for a in get_args(annotation) if a is not type(None)]
-    return kinds[0] if kinds else annotation
+    """The CLI parser of a field's annotation (X | None as X): PARSERS' for a tuple, else the type itself."""
+    kinds = [a for a in get_args(annotation) if a is not type(None)] if type(None) in get_args(annotation) else []
+    kind = kinds[0] if kinds else annotation
+    return PARSERS.get(kind, kind)
 
 
 def shown(value) -> str:
@@ -97,7 +96,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"run: {args.out}")
         print(f"valid ordinal accuracy {final['valid']['ordinal_accuracy']:.4f} at epoch {final['epoch']} "
               f"(best {best['valid']['ordinal_accuracy']:.4f} at epoch {best['epoch']}); "
-              f"constant baseline {final['valid']['constant_baseline_accuracy']:.4f}")
+              f"constant baseline {final['valid']['constant_baseline_accuracy']:.4f}"
+              + (f"; Spearman {final['valid']['spearman']:.4f}" if "spearman" in final["valid"] else ""))
     return 0
 
 
@@ -118,9 +118,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model; writes a run folder",
-                              description="Train the late-fusion model on a dataset folder. The run folder gets "
-                                          "config.json, label_scheme.json, vocab.json, checkpoint.pt (every epoch), "
-                                          "history.csv and metrics.json (and metadata.json with --metadata).")
+                              description="Train the late-fusion model on a dataset folder. Default (--recipe pretrained): "
+                                          "frozen EfficientNet-Lite0 + e5-small embeddings and followers, a ridge "
+                                          "late fusion (config.json, target.json, heads.npz/json, history.csv, "
+                                          "metrics.json). --recipe paper: the paper's ViT + BERT end to end "
+                                          "(label_scheme.json, vocab.json, checkpoint.pt every epoch, ...).")
     add_train_arguments(p)
 
     p = subparsers.add_parser("evaluate", help="metrics of a trained run on a dataset (JSON)",

@@ -22,7 +22,6 @@ import os
 import random
 import time
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,40 +30,23 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from popnb.data import load_dataset
 from popnb.data.torchdata import build_tensors, epoch_batches, require_covers, stratified_split
-from popnb.labels import LabelScheme
+from popnb.labels import KINDS, LabelScheme
 from popnb.metrics import all_metrics
 from popnb.models import MetadataScaler, TextBranch, build_model, image_transform_config, save_text_model
+from popnb.splits import split as split_rows
 from popnb.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
-from popnb.train.config import TrainConfig, check_config, default_params, run_params, versions
+from popnb.train.config import TrainConfig, check_config, resolved, run_params
 from popnb.train.distributed import (
     all_reduce_sums, distributed, gather_rows, per_rank_batch_size, shard_batches, unwrap, wrap_ddp,
 )
 from popnb.train.pipeline import PipelinedModel, make_gpipe, parse_balance
+from popnb.train.runfolder import (  # noqa: F401 -- the run folder's names, re-exported for importers
+    CHECKPOINT, CONFIG, HISTORY, METRICS, SCHEME, check_run_dir, load_limited, summarise, write_progress,
+)
+from popnb.versions import versions
 
-CONFIG, SCHEME, CHECKPOINT, HISTORY, METRICS = (
-    "config.json", "label_scheme.json", "checkpoint.pt", "history.csv", "metrics.json")
-
-
-def check_run_dir(run: Path, cfg: TrainConfig, resume: bool) -> None:
-    """A new run needs an absent or empty folder; --resume needs a run folder started with the same parameters."""
-    if run.exists() and not run.is_dir():
-        raise ValueError(f"--out {run} is a file, not a run folder")
-    if not (run.is_dir() and any(run.iterdir())):
-        return
-    if not resume:
-        raise ValueError(f"{run} exists and is not empty: pass --resume to continue the run in it, "
-                         "or choose a new --out")
-    if not (run / CONFIG).is_file():
-        raise ValueError(f"{run} holds no {CONFIG}: it is not a popnb run folder and cannot be resumed")
-    defaults = default_params()  # a parameter a run's config.json lacks held its default
-    saved = defaults | json.loads((run / CONFIG).read_text(encoding="utf-8"))["params"]
-    new = defaults | run_params(cfg)
-    differ = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in new.items() if k != "out" and saved.get(k) != v]
-    if differ:
-        raise ValueError(f"{run} was started with other parameters: {', '.join(differ)}; "
-                         "resume with the same arguments, or choose a new --out")
+LABEL_KINDS = ("auto", *KINDS)  # end-to-end runs: popnb.labels' schemes
 
 
 @contextmanager
@@ -90,18 +72,25 @@ def deterministic(seed: int, threads: int | None = None):
             torch.use_deterministic_algorithms(was[0], warn_only=was[1])
 
 
-def load_limited(data_dir, limit: int | None = None):
-    """The dataset folder (popnb.data.Dataset), cut to its first `limit` videos (None: all), as --limit does."""
-    data = load_dataset(data_dir)
-    if limit is not None:
-        data = replace(data, videos=data.videos.iloc[:limit].reset_index(drop=True))
-    return data
+def uses_frozen_encoders(cfg: TrainConfig) -> bool:
+    """Whether cfg's title encoder is a frozen one of popnb.encoders (e5-small): the pretrained recipe's run."""
+    from popnb.encoders.registry import ENCODERS
+
+    spec = ENCODERS.get(cfg.text)
+    return spec is not None and spec.kind == "title"
 
 
-def fit_labels(videos: pd.DataFrame, kind: str, valid_fraction: float, seed: int):
-    """-> (scheme fitted on the train rows, train positions, valid positions); stratified by class."""
-    strata = LabelScheme.fit(videos, kind).labels(videos)
-    train_idx, valid_idx = stratified_split(strata, valid_fraction, seed)
+def fit_labels(videos: pd.DataFrame, kind: str, valid_fraction: float, seed: int, split: str = "random"):
+    """-> (scheme fitted on the train rows, train positions, valid positions). split: random (stratified by class,
+    the paper's), uploader or time (popnb.splits)."""
+    if kind not in LABEL_KINDS:
+        raise ValueError(f"--labels {kind} is a target of the pretrained recipe only; end-to-end runs take "
+                         f"{', '.join(LABEL_KINDS)}")
+    if split == "random":
+        strata = LabelScheme.fit(videos, kind).labels(videos)
+        train_idx, valid_idx = stratified_split(strata, valid_fraction, seed)
+    else:
+        train_idx, valid_idx = split_rows(videos, split, valid_fraction, seed)
     return LabelScheme.fit(videos.iloc[train_idx], kind), train_idx, valid_idx
 
 
@@ -207,20 +196,6 @@ def run_epoch(model, optimizer, source, batches, valid_batches, device, epoch: i
             {"epoch": epoch + 1, "split": "valid", "steps": len(valid_batches), "seconds": valid_seconds, **valid_row}]
 
 
-def summarise(history: list[dict], scheme: LabelScheme, n_train: int, n_valid: int) -> dict:
-    """metrics.json: the final epoch and the best epoch (highest valid ordinal accuracy, earliest on ties)."""
-    rows = {(r["epoch"], r["split"]): {k: v for k, v in r.items() if k not in ("epoch", "split", "steps", "seconds")}
-            for r in history}
-    epochs = sorted({r["epoch"] for r in history})
-    best = max(epochs, key=lambda e: (rows[(e, "valid")]["ordinal_accuracy"], -e))
-
-    def pick(e: int) -> dict:
-        return {"epoch": e, "train": rows[(e, "train")], "valid": rows[(e, "valid")]}
-
-    return {"final": pick(epochs[-1]), "best": pick(best), "label_scheme": scheme.describe(),
-            "n_train": n_train, "n_valid": n_valid}
-
-
 def write_run_files(run: Path, cfg: TrainConfig, scheme: LabelScheme, text: TextBranch, extra: dict,
                     metadata: MetadataScaler | None = None) -> None:
     """label_scheme.json, the tokenizer (vocab.json or tokenizer/), text_model/ (save_text_model), metadata.json
@@ -238,11 +213,6 @@ def write_run_files(run: Path, cfg: TrainConfig, scheme: LabelScheme, text: Text
     (run / CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_progress(run: Path, history: list[dict], summary: dict) -> None:
-    pd.DataFrame(history).to_csv(run / HISTORY, index=False)
-    (run / METRICS).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def epoch_line(epoch: int, train_row: dict, valid_row: dict, seconds: float) -> str:
     return (f"epoch {epoch}: train loss {train_row['loss']:.4f} ord.acc {train_row['ordinal_accuracy']:.4f} | "
             f"valid loss {valid_row['loss']:.4f} ord.acc {valid_row['ordinal_accuracy']:.4f} "
@@ -252,9 +222,15 @@ def epoch_line(epoch: int, train_row: dict, valid_row: dict, seconds: float) -> 
 def train(cfg: TrainConfig, resume: bool = False, on_step=None) -> dict:
     """Train (or, with resume, continue) the run in cfg.out; returns what metrics.json holds.
 
-    on_step(epoch, step) is called after every optimizer step (epoch and step from 0).
+    on_step(epoch, step) is called after every optimizer step (epoch and step from 0). With a frozen title encoder
+    (the pretrained recipe: e5-small) the run is popnb.train.pretrained's ridge late fusion instead.
     """
     check_config(cfg)
+    cfg = resolved(cfg)
+    if uses_frozen_encoders(cfg):
+        from popnb.train.pretrained import train_pretrained
+
+        return train_pretrained(cfg, resume)
     run = Path(cfg.out)
     check_run_dir(run, cfg, resume)
     process_device = cfg.devices if cfg.pipeline == "none" else "cpu"
@@ -263,7 +239,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step=None) -> dict:
         with_covers = float(cfg.fusion_weights[0]) > 0
         if with_covers:
             require_covers(data)
-        scheme, train_idx, valid_idx = fit_labels(data.videos, cfg.labels, cfg.valid_fraction, cfg.seed)
+        scheme, train_idx, valid_idx = fit_labels(data.videos, cfg.labels, cfg.valid_fraction, cfg.seed, cfg.split)
         metadata = MetadataScaler.fit(data.videos.iloc[train_idx], cfg.metadata) if cfg.metadata else None
         meta_width = metadata.width if metadata else 0
         titles = data.videos["title"].iloc[train_idx].tolist()

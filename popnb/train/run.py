@@ -23,6 +23,7 @@ from popnb.metrics import all_metrics
 from popnb.models import MetadataScaler, build_model, load_tokenizer
 from popnb.train.checkpoint import load_checkpoint
 from popnb.train.loop import CHECKPOINT, CONFIG, SCHEME, fit_labels, infer, load_limited
+from popnb.train.pretrained import RECIPE, evaluate_pretrained, predict_pretrained
 
 SPLITS = ("all", "train", "valid")
 
@@ -114,7 +115,8 @@ def run_predictions(run, data_dir=None, split: str = "all", batch_size: int = 64
     labels, scores = run.scheme.labels(data.videos), run.scheme.score(data.videos).to_numpy()
     rows = np.arange(len(data))
     if split != "all":
-        _, train_idx, valid_idx = fit_labels(data.videos, p["labels"], p["valid_fraction"], p["seed"])
+        _, train_idx, valid_idx = fit_labels(data.videos, p["labels"], p["valid_fraction"], p["seed"],
+                                             p.get("split", "random"))
         rows = train_idx if split == "train" else valid_idx
     meta = run.metadata.transform(data.videos) if run.metadata else None
     tensors = build_tensors(data, run.tokenizer, labels, scores, p["image_size"], p["max_len"], run.uses_covers,
@@ -125,12 +127,21 @@ def run_predictions(run, data_dir=None, split: str = "all", batch_size: int = 64
                        loss_sum / len(positions))
 
 
+def is_pretrained_run(folder) -> bool:
+    """Whether a run folder holds the pretrained recipe (popnb.train.pretrained), by its config.json."""
+    config = Path(folder) / CONFIG
+    return config.is_file() and json.loads(config.read_text(encoding="utf-8")).get("recipe") == RECIPE
+
+
 def evaluate(run_dir, data_dir, batch_size: int = 64) -> dict:
-    """Metrics of a trained run on any dataset folder, labelled with the run's own fitted label scheme.
+    """Metrics of a trained run on any dataset folder, labelled with the run's own fitted label scheme
+    (a pretrained-recipe run: popnb.train.pretrained.evaluate_pretrained).
 
     Returns popnb.metrics.all_metrics (constant baseline included), the mean cross-entropy, the class
     counts under the run's scheme, and what was evaluated.
     """
+    if is_pretrained_run(run_dir):
+        return evaluate_pretrained(run_dir, data_dir)
     run = load_run(run_dir)
     predictions = run_predictions(run, data_dir, batch_size=batch_size)
     return {"run": str(run.folder), "data": str(Path(data_dir)), "label_scheme": run.scheme.describe(),
@@ -183,7 +194,10 @@ def prediction(run: Run, probs: np.ndarray) -> dict:
 
 def predict(run_dir, title: str, cover=None, meta: dict | None = None) -> dict:
     """Class probabilities of one video (title; cover path when the run uses covers; meta {column: value} when it
-    uses metadata): prediction()'s fields plus the run, title, cover and meta."""
+    uses metadata): prediction()'s fields plus the run, title, cover and meta (a pretrained-recipe run:
+    popnb.train.pretrained.predict_pretrained, which adds the predicted target value as "score")."""
+    if is_pretrained_run(run_dir):
+        return predict_pretrained(run_dir, title, cover, meta)
     run = load_run(run_dir)
     inputs = model_inputs(run, title, cover, meta)
     with torch.inference_mode():
