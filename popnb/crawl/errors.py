@@ -13,24 +13,17 @@ class CrawlError(Exception):
         return f"{self.kind}: {self.args[0]}"
 
 
-class NoNetwork(CrawlError):
-    kind = "no network"
-    advice = "check the connection (and --api-base / --cover-base)"
+def failure(name: str, kind: str, advice: str) -> type[CrawlError]:
+    """A CrawlError subclass for one failure kind: its line's head and what to do about it."""
+    return type(name, (CrawlError,), {"kind": kind, "advice": advice, "__doc__": f"{kind}: {advice}."})
 
 
-class Blocked(CrawlError):
-    kind = "blocked by the platform's anti-crawling check"
-    advice = "wait an hour or more, then resume with a larger --delay (or a browser's --cookie)"
-
-
-class RateLimited(CrawlError):
-    kind = "rate limited"
-    advice = "wait a while, then resume with a larger --delay"
-
-
-class ServerError(CrawlError):
-    kind = "server error"
-    advice = "the platform is struggling: resume later"
+NoNetwork = failure("NoNetwork", "no network", "check the connection (and --api-base / --cover-base)")
+Blocked = failure("Blocked", "blocked by the platform's anti-crawling check",
+                  "wait an hour or more, then resume with a larger --delay (or a browser's --cookie)")
+RateLimited = failure("RateLimited", "rate limited", "wait a while, then resume with a larger --delay")
+ServerError = failure("ServerError", "server error", "the platform is struggling: resume later")
+ApiError = failure("ApiError", "API error", "the request was refused: check --section and the options")
 
 
 class ShapeError(CrawlError):
@@ -42,11 +35,6 @@ class ShapeError(CrawlError):
     def __init__(self, message: str, path: str | None = None):
         super().__init__(message)
         self.path = path
-
-
-class ApiError(CrawlError):
-    kind = "API error"
-    advice = "the request was refused: check --section and the options"
 
 
 class Unavailable(Exception):
