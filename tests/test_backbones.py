@@ -1,4 +1,5 @@
-"""popnb.analysis.backbones: real tiny runs of two pairs, the Table 2 layout beside the paper, cost, predictions."""
+"""popnb.analysis.backbones: real tiny runs of two pairs, the Table 2 layout beside the paper, cost, predictions;
+the pretrained pair of popnb.encoders and the baselines' rows."""
 from __future__ import annotations
 
 import matplotlib
@@ -6,9 +7,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from popnb.analysis import backbones  # noqa: E402
+from popnb.baselines import BASELINES  # noqa: E402
 from popnb.data import make_demo_dataset  # noqa: E402
 from popnb.models.summary import n_params  # noqa: E402
 from popnb.metrics import constant_baseline, ordinal_accuracy  # noqa: E402
@@ -70,8 +73,10 @@ def test_best_valid_picks_the_epoch_with_the_best_mean_and_draws_it(history):
         valid = history.query("pair == @key and split == 'valid'")
         means = valid.groupby("epoch")["ordinal_accuracy"].mean()
         assert best.loc[key, "best epoch"] == means.idxmax() and best.loc[key, "best valid"] == means.max()
-        at_best = valid[valid["epoch"] == means.idxmax()]["ordinal_accuracy"]
-        assert best.loc[key, "min"] == at_best.min() and best.loc[key, "max"] == at_best.max()
+        at_best = valid[valid["epoch"] == means.idxmax()]
+        accuracy, spearman = at_best["ordinal_accuracy"], at_best["spearman_expected"]
+        assert best.loc[key, "min"] == accuracy.min() and best.loc[key, "max"] == accuracy.max()
+        assert best.loc[key, "spearman"] == spearman.mean() and best.loc[key, "spearman ± std"] == spearman.std()
     assert best.loc["vit_bert", "paper best valid"] == 0.6242 and np.isnan(best.loc["coatnet_bert", "paper best valid"])
     fig = backbones.best_valid_figure(history, "test")
     bars = [p.get_height() for p in fig.axes[0].patches]
@@ -126,3 +131,50 @@ def test_scale_switches_to_the_paper_names_and_bad_names_fail_early(demo):
     assert "RANDOM" in backbones.mode_note("frozen", False) and "RANDOM" not in backbones.mode_note("frozen", True)
     assert "minilm: weights from a local checkpoint" in backbones.mode_note("frozen", False, {"minilm": "/m"})
     assert "paper" in backbones.mode_note("finetune", True)
+
+
+@pytest.fixture(scope="module")
+def scores(tmp_path_factory, cache):
+    """The baselines on 100 videos, 2 folds: LightGBM's leaves need 20 rows each, so 48 videos give it no split."""
+    demo = make_demo_dataset(tmp_path_factory.mktemp("baselines") / "d", n=100, seed=5, size=(64, 36))
+    return backbones.run_baselines(demo, seeds=[0, 1], k=2, cache=cache)
+
+
+def test_table2_has_the_baselines_below_the_pairs_with_what_applies(history, scores):
+    assert list(scores["baseline"]) == [*BASELINES] * 2 and list(scores["seed"]) == [0] * 4 + [1] * 4
+    assert (scores["n_folds"] == 2).all()
+    labels = [backbones.BASELINE_LABELS[name] for name in BASELINES]
+    table = backbones.table2_vs_paper(history, scores)
+    assert list(table.index) == ["ViT + BERT", "CoAtNet + BERT", *labels]
+    pairs = backbones.table2_vs_paper(history)
+    pd.testing.assert_frame_equal(table.loc[pairs.index], pairs)  # the pairs' rows as without baselines
+    per_epoch = [c for c in table.columns if c.startswith("e")]
+    assert (table.loc[labels, per_epoch] == "").all().all()  # no epochs
+    assert table.loc[labels[0], "spearman (best epoch)"] == ""  # the constant ranks nothing
+    best = backbones.best_valid(history, baselines=scores)
+    assert list(best.index) == [*PAIRS, *BASELINES] and best["best epoch"].dtype == "Int64"
+    for name in BASELINES:
+        mine = scores[scores["baseline"] == name]
+        assert best.loc[name, "best valid"] == mine["ordinal_accuracy"].mean()
+        assert best.loc[name, "± std"] == mine["ordinal_accuracy"].std()
+        applies = ["best valid", "± std", "min", "max", "constant baseline"]
+        applies += ["spearman", "spearman ± std"] if name != "constant" else []
+        assert np.isfinite(best.loc[name, applies].astype(float)).all(), name
+        assert best.loc[name, ["best epoch", "vision", "train s/epoch"]].isna().all()
+        cell = table.loc[backbones.BASELINE_LABELS[name], "best valid"]
+        assert cell == f"{mine['ordinal_accuracy'].mean():.4f} ± {mine['ordinal_accuracy'].std():.4f}"
+
+
+def test_the_pretrained_pair_trains_frozen_heads_on_the_feature_store(demo, cache):
+    quick = dict(TINY, epochs=1)
+    history = backbones.run_comparison(demo, ["lite0_e5"], seeds=[0], cache=cache, **quick)
+    assert set(history["vision"]) == {"tf_efficientnet_lite0"} and set(history["text"]) == {"e5-small"}
+    assert set(history["image_size"]) == {"256x144"}  # the encoder's own input, whatever image_size says
+    assert list(backbones.table2_vs_paper(history).index) == ["EfficientNet-Lite0 + e5-small"]
+    preds = backbones.pair_predictions(demo, "lite0_e5", 0, cache=cache, **quick)
+    valid = history[history["split"] == "valid"].iloc[0]
+    assert ordinal_accuracy(preds["y_true"], preds["y_pred"]) == pytest.approx(valid["ordinal_accuracy"])
+    assert "EfficientNet-Lite0 + e5-small: pretrained" in backbones.mode_note("frozen", False, None, ["lite0_e5"])
+    assert backbones.pairs_table(["lite0_e5"]).loc["lite0_e5", "source"] == "popnb.encoders"
+    with pytest.raises(ValueError, match="lite0_e5: frozen encoders of popnb.encoders"):
+        backbones.run_comparison(demo, ["lite0_e5"], mode="finetune")

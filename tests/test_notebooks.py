@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from popnb.analysis.backbones import BASELINE_LABELS
+from popnb.baselines import BASELINES
 from popnb.reports import runner as reports
 from popnb.data import load_dataset
 from popnb.data.demo import make_demo_dataset
@@ -80,7 +82,8 @@ def test_notebook_03_fusion_sweep_on_a_tiny_set(tiny, tmp_path, monkeypatch):
     assert len(both) == 7  # our three pairs, then the paper's four others
     shares = table(out, "03_vision_share", index_col=0)["vision share (trained)"]
     assert shares["1.0 / 0.0"] == 1.0 and shares["0.0 / 1.0"] == 0.0 and 0 < shares["0.75 / 0.25"] < 1
-    assert list(table(out, "03_best_valid", index_col=0).index) == rows
+    best = table(out, "03_best_valid", index_col=0)
+    assert list(best.index) == rows and best["ours spearman"].between(-1, 1).all()
     check = table(out, "03_absorption_check", index_col=0)["max abs difference"]
     contrast = check.index.str.contains("contrast")
     assert (check[~contrast] < 1e-5).all() and (check[contrast] > 1e-4).all()
@@ -89,7 +92,7 @@ def test_notebook_03_fusion_sweep_on_a_tiny_set(tiny, tmp_path, monkeypatch):
 
 def test_notebook_04_backbone_comparison_on_a_tiny_set(tiny, tmp_path, monkeypatch):
     pairs = ["vit_bert", "coatnet_bert"]  # cheap at 32 px; VGG's 130M parameters take most of a minute on 2 cores
-    out, _ = run_tiny("04", tiny, tmp_path, monkeypatch, pairs=pairs, cost_steps=1)
+    out, _ = run_tiny("04", tiny, tmp_path, monkeypatch, pairs=pairs, cost_steps=1, baselines=True, baseline_k=3)
 
     assert list(table(out, "04_pairs", index_col="pair").index) == pairs
     history = table(out, "04_history")
@@ -97,13 +100,18 @@ def test_notebook_04_backbone_comparison_on_a_tiny_set(tiny, tmp_path, monkeypat
     assert_accuracies(history, len(load_dataset(tiny[0]).videos))
     vs_paper = table(out, "04_table2_vs_paper", index_col="pair")
     paper = load_table1().query("vision_weight == 0.75 and text_weight == 0.25 and epoch == 1")
-    assert list(vs_paper.index) == ["ViT + BERT", "CoAtNet + BERT"]
+    labels = [BASELINE_LABELS[name] for name in BASELINES]
+    assert list(vs_paper.index) == ["ViT + BERT", "CoAtNet + BERT", *labels]
     assert vs_paper.loc["ViT + BERT", "e1 valid (paper)"] == paper["valid_acc"].item()
     assert np.isnan(vs_paper.loc["CoAtNet + BERT", "e1 valid (paper)"])  # the paper has no CoAtNet numbers
+    assert vs_paper.loc[labels, "e1 valid"].isna().all() and vs_paper.loc[labels, "best valid"].notna().all()
     best = table(out, "04_best_valid_and_cost", index_col="pair")
     valid = history[history["split"] == "valid"].set_index("pair")["ordinal_accuracy"]
-    assert list(best.index) == pairs and np.allclose(best["best valid"], valid[pairs])
-    assert (best["params"] > 1e5).all() and (best["finetune images/s"] > 0).all()
+    assert list(best.index) == [*pairs, *BASELINES] and np.allclose(best.loc[pairs, "best valid"], valid[pairs])
+    assert (best.loc[pairs, "params"] > 1e5).all() and (best.loc[pairs, "finetune images/s"] > 0).all()
+    scores = table(out, "04_baselines")
+    assert len(scores) == len(BASELINES) and (scores["n_folds"] == 3).all()  # one seed, 3 folds
+    assert np.allclose(best.loc[list(BASELINES), "best valid"], scores["ordinal_accuracy"])
     recall = table(out, "04_per_class_recall", index_col="class")
     assert list(recall.index) == [0, 1, 2, 3, 4]
     assert recall["n_true"].sum() == history.query("split == 'valid'")["n"].iloc[0]  # the first seed's valid split

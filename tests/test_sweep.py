@@ -1,4 +1,5 @@
-"""The fusion-weight sweep: both modes on a tiny real run, the Table 1 layout, mean ± std, the absorption check."""
+"""The fusion-weight sweep: both modes on a tiny real run, the Table 1 layout, mean ± std, the absorption check;
+frozen mode on the pretrained encoders of popnb.encoders and on uploader and time splits."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,11 +9,13 @@ import pandas as pd
 import pytest
 
 from popnb.analysis.sweep import (
-    DEFAULT_LR, absorption_check, beside, best_valid, paper_summary, run_sweep, summarise, sweep_config, table1,
-    valid_curves, weight_label,
+    DEFAULT_LR, absorption_check, beside, best_valid, frozen_inputs, paper_summary, run_sweep, summarise, sweep_config,
+    table1, valid_curves, weight_label,
 )
 from popnb.data import make_demo_dataset
-from popnb.train.loop import TrainConfig
+from popnb.encoders import encode
+from popnb.train.config import RECIPES
+from popnb.train.loop import TrainConfig, load_limited
 
 WEIGHTS = [(0.75, 0.25), (0.0, 1.0)]
 TINY = dict(image_size=32, epochs=2, batch_size=8, valid_fraction=0.25)
@@ -90,6 +93,9 @@ def test_best_valid_and_curves_show_the_constant_baseline(frozen):
     assert (best["constant baseline"] == level).all()
     mean = valid[valid["vision_weight"] == 0.75].groupby("epoch")["ordinal_accuracy"].mean()
     assert best.loc["0.75 / 0.25", "ours best"] == mean.max()
+    at_best = valid[(valid["vision_weight"] == 0.75) & (valid["epoch"] == mean.idxmax())]["spearman_expected"]
+    assert best.loc["0.75 / 0.25", "ours spearman"] == at_best.mean()  # the same seeds, the same epoch
+    assert best.loc["0.75 / 0.25", "ours spearman ± std"] == at_best.std()
     assert best.loc["0.75 / 0.25", "paper best"] == 0.6242 and best.loc["0.75 / 0.25", "paper best epoch"] == 3
     fig = valid_curves(frozen, "test")
     panels = [ax for ax in fig.axes if ax.get_visible()]
@@ -119,6 +125,8 @@ def test_bad_sweeps_fail_before_any_training(demo):
         run_sweep(demo, "frozen", seed=3)
     with pytest.raises(ValueError, match="pipeline only apply to mode='finetune'"):
         run_sweep(demo, "frozen", pipeline="gpipe")
+    with pytest.raises(ValueError, match="needs an 'uploader' column"):
+        run_sweep(demo, "frozen", split="uploader")  # the demo data names no uploaders
     with pytest.raises(TypeError, match="epoch"):
         run_sweep(demo, "frozen", epoch=2)  # not a TrainConfig field
     assert weight_label(1.0, 0.0) == "1.0 / 0.0" and weight_label(0.45, 0.55) == "0.45 / 0.55"
@@ -126,6 +134,56 @@ def test_bad_sweeps_fail_before_any_training(demo):
 
 def test_every_run_derives_from_one_train_config(demo):
     base = sweep_config(demo, "frozen", epochs=2, image_size=32)
-    assert base == replace(TrainConfig(str(demo), ""), lr=DEFAULT_LR["frozen"], epochs=2, image_size=32)
+    paper = TrainConfig(str(demo), "", recipe="paper", **RECIPES["paper"])  # the paper's backbones unless named
+    assert base == replace(paper, lr=DEFAULT_LR["frozen"], epochs=2, image_size=32)
+    assert sweep_config(demo, "frozen", vision="tf_efficientnet_lite0").text == RECIPES["paper"]["text"]
     assert sweep_config(demo, "finetune", lr=None).lr == DEFAULT_LR["finetune"] == TrainConfig("", "").lr
     assert sweep_config(demo, "finetune", lr=0.1, pipeline="gpipe").pipeline == "gpipe"
+
+
+def test_encoder_names_take_their_embeddings_from_the_feature_store(tmp_path):
+    demo = make_demo_dataset(tmp_path / "d", n=30, seed=0, size=(64, 36))
+    cache, data = tmp_path / "cache", load_limited(demo)
+    cfg = sweep_config(demo, "frozen", vision="tf_efficientnet_lite0", text="e5-small", valid_fraction=0.25)
+    v, t, y, _, train_idx, valid_idx = frozen_inputs(data, cfg, cache)
+    assert v.shape == (30, 1280) and t.shape == (30, 384) and len(train_idx) + len(valid_idx) == 30
+    for name, values in (("tf_efficientnet_lite0", v), ("e5-small", t)):
+        stored = encode(name, data, cache=cache, progress=False)
+        assert stored.hit  # computed once, by frozen_inputs
+        np.testing.assert_array_equal(values, stored.values)  # the very values, copied out of the store
+    history = run_sweep(demo, "frozen", [(0.75, 0.25)], [0], cache=cache, vision="tf_efficientnet_lite0",
+                        text="e5-small", epochs=1, batch_size=8, valid_fraction=0.25)
+    assert history["ordinal_accuracy"].between(0, 1).all() and history["spearman_expected"].notna().all()
+
+
+@pytest.fixture(scope="module")
+def with_uploaders(tmp_path_factory):
+    """A demo set with 8 uploaders (6 videos each) and an upload time per video (the demo data has neither)."""
+    folder = make_demo_dataset(tmp_path_factory.mktemp("uploaders") / "d", n=48, seed=4)
+    videos = pd.read_csv(folder / "videos.csv")
+    videos["uploader"] = [f"up{i % 8}" for i in range(len(videos))]
+    videos["upload_time"] = pd.date_range("2024-01-01", periods=len(videos), freq="D")[::-1].astype(str)
+    videos.to_csv(folder / "videos.csv", index=False)
+    return folder
+
+
+def test_uploader_and_time_splits_keep_their_promise(with_uploaders, tmp_path):
+    data = load_limited(with_uploaders)
+    videos = data.videos
+
+    def positions(split: str, seed: int):
+        cfg = replace(sweep_config(with_uploaders, "frozen", valid_fraction=0.25, split=split), seed=seed)
+        return frozen_inputs(data, cfg, tmp_path, with_covers=False)[-2:]
+
+    for seed in range(4):
+        train_idx, valid_idx = positions("uploader", seed)
+        train, valid = set(videos["uploader"].iloc[train_idx]), set(videos["uploader"].iloc[valid_idx])
+        assert train and valid and not train & valid  # no uploader on both sides
+        assert len(train_idx) + len(valid_idx) == len(videos)
+    train_idx, valid_idx = positions("time", 0)
+    when = pd.to_datetime(videos["upload_time"])
+    assert when.iloc[train_idx].max() < when.iloc[valid_idx].min() and len(valid_idx) == 12  # the latest quarter
+    history = run_sweep(with_uploaders, "frozen", [(0.0, 1.0)], [0, 1], split="uploader", cache=tmp_path, **TINY)
+    valid = history[history["split"] == "valid"]
+    per_seed = valid.groupby("seed")["n"].first()
+    assert per_seed.nunique() == 1 and per_seed.iloc[0] % 6 == 0  # whole uploaders (6 videos each) in valid

@@ -1,8 +1,10 @@
-"""The backbone comparison (the paper's Table 2): backbone pairs from popnb.models.BACKBONES at fusion 0.75 / 0.25.
+"""The backbone comparison (the paper's Table 2): backbone pairs from popnb.models.BACKBONES at fusion 0.75 / 0.25,
+the pretrained pair of popnb.encoders (ENCODER_PAIRS, frozen mode), and the reviewer's baselines (popnb.baselines).
 
 Every pair is trained by popnb.analysis.sweep.run_sweep (mode "frozen": embeddings once, heads only; "finetune":
 end to end as the paper did) from one TrainConfig, with the same epochs, split, labels and seeds, so the rows
-differ only in their backbones.
+differ only in their backbones. The baselines are scored by k-fold cross-validation of the same split kind, once
+per seed, on the same videos, classes and score (run_baselines).
 Beside accuracy, each pair's cost: parameters, and images per second of a full fine-tuning step, measured.
 scale="cpu" uses the table's CPU-scale stand-ins, scale="paper" the paper-scale names (pretrained weights from
 local paths: nothing is downloaded).
@@ -22,25 +24,41 @@ from tqdm.auto import tqdm
 from popnb.analysis import tables
 from popnb.analysis.predictions import frozen_predictions, run_predictions
 from popnb.analysis.sweep import DEFAULT_LR, finetune_dir, run_sweep, sweep_config
+from popnb.baselines import evaluate_baselines
+from popnb.encoders import ENCODERS, encode
+from popnb.labels import LabelScheme
 from popnb.models import BACKBONES, build_model
 from popnb.models.summary import model_summary, n_params
 from popnb.paper import load_table1, load_table2
 from popnb.paths import resolve
-from popnb.train.loop import CHECKPOINT, TrainConfig
+from popnb.train.loop import CHECKPOINT, TrainConfig, load_limited
 
 WEIGHTS = (0.75, 0.25)  # the paper's fusion weights for Table 2
 DEFAULT_PAIRS = ("vit_bert", "vgg_rnn", "vgg_bert", "coatnet_bert", "convnext_minilm")
+# Pairs of pretrained encoders of popnb.encoders: embeddings from the feature store, heads only (mode "frozen")
+ENCODER_PAIRS = {"lite0_e5": ("tf_efficientnet_lite0", "e5-small")}
 SCALES = ("cpu", "paper")
+# How the parts of a pair key are written in tables
 DISPLAY = {"vit": "ViT", "vgg": "VGG", "rnn": "RNN", "bert": "BERT", "coatnet": "CoAtNet", "deit3": "DeiT III",
-           "convnext": "ConvNeXt", "minilm": "MiniLM"}  # how the parts of a pair key are written in tables
+           "convnext": "ConvNeXt", "minilm": "MiniLM", "lite0": "EfficientNet-Lite0", "e5": "e5-small"}
+# How the rows of popnb.baselines.BASELINES are written in Table 2
+BASELINE_LABELS = {"constant": "baseline: constant (train median)", "followers": "baseline: followers only",
+                   "title_tfidf": "baseline: title char TF-IDF + ridge",
+                   "lightgbm": "baseline: LightGBM (interpretable features + followers)"}
 
 
 def pair_names(key: str, scale: str = "cpu", image_size: int | None = None) -> dict:
-    """{"vision", "text", "image_size"} of a pair of BACKBONES at a scale; image_size None: the table's own."""
-    if key not in BACKBONES:
-        raise ValueError(f"unknown backbone pair {key!r}; known pairs: {', '.join(BACKBONES)} (popnb.models.BACKBONES)")
+    """{"vision", "text", "image_size"} of a pair of BACKBONES at a scale; image_size None: the table's own. A pair
+    of ENCODER_PAIRS is the same at both scales, at its cover encoder's own input size ('256x144': W x H)."""
+    if key not in BACKBONES and key not in ENCODER_PAIRS:
+        raise ValueError(f"unknown backbone pair {key!r}; known pairs: {', '.join([*BACKBONES, *ENCODER_PAIRS])} "
+                         "(popnb.models.BACKBONES, popnb.analysis.backbones.ENCODER_PAIRS)")
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    if key in ENCODER_PAIRS:
+        vision, text = ENCODER_PAIRS[key]
+        width, height = ENCODERS[vision].size
+        return {"vision": vision, "text": text, "image_size": f"{width}x{height}"}
     row = BACKBONES[key]
     if scale == "cpu":
         names = {"vision": row.vision, "text": row.text, "image_size": row.image_size}
@@ -60,17 +78,26 @@ def pairs_table(pairs=DEFAULT_PAIRS, scale: str = "cpu", image_size: int | None 
     rows = []
     for key in pairs:
         names = pair_names(key, scale, image_size)  # checks the key and the scale
-        row = BACKBONES[key]
-        rows.append({"pair": key, "label": pair_label(key), **names, "paper vision": row.paper_vision,
-                     "paper text": row.paper_text, "source": row.source, "note": row.note})
+        if key in ENCODER_PAIRS:
+            about = {"paper vision": names["vision"], "paper text": names["text"], "source": "popnb.encoders",
+                     "note": f"pretrained and frozen: {ENCODERS[names['vision']].weights}; "
+                             f"{ENCODERS[names['text']].weights}"}
+        else:
+            row = BACKBONES[key]
+            about = {"paper vision": row.paper_vision, "paper text": row.paper_text, "source": row.source,
+                     "note": row.note}
+        rows.append({"pair": key, "label": pair_label(key), **names, **about})
     return pd.DataFrame(rows).set_index("pair")
 
 
 def pair_settings(key: str, scale: str = "cpu", image_size: int | None = None,
                   checkpoints: dict | None = None) -> dict:
     """The TrainConfig fields of a pair: pair_names and the local weights of its backbones from checkpoints
-    (backbone name -> a timm file for vision, a save_pretrained folder for text)."""
+    (backbone name -> a timm file for vision, a save_pretrained folder for text); a pair of ENCODER_PAIRS: its
+    names alone (weights and input size are the encoders' own)."""
     n = pair_names(key, scale, image_size)
+    if key in ENCODER_PAIRS:
+        return {"vision": n["vision"], "text": n["text"]}
     checkpoints = checkpoints or {}
     return {**n, "vision_checkpoint": checkpoints.get(n["vision"]), "text_checkpoint": checkpoints.get(n["text"])}
 
@@ -88,16 +115,19 @@ def run_comparison(data_dir, pairs=DEFAULT_PAIRS, scale: str = "cpu", mode: str 
                    **settings) -> pd.DataFrame:
     """Every pair at 0.75 / 0.25 with every seed -> history: one row per (pair, seed, epoch, split).
 
-    settings: TrainConfig fields shared by every pair (epochs, batch_size, lr, pretrained, labels, limit,
+    settings: TrainConfig fields shared by every pair (epochs, batch_size, lr, pretrained, labels, split, limit,
     max_steps, max_len, ...), as popnb.analysis.sweep.run_sweep takes them; image_size None: each pair's own.
-    Columns: pair, vision, text, image_size, then run_sweep's (mode, vision_weight, text_weight, seed, epoch,
-    split, steps, seconds, loss, ordinal_accuracy, ..., constant_baseline_accuracy).
+    Columns: pair, vision, text, image_size, then run_sweep's (mode, vision_weight, text_weight, seed, epoch, split,
+    steps, seconds, loss, ordinal_accuracy, ..., spearman_expected, constant_baseline_accuracy).
     checkpoints: backbone name -> local weights (a timm file for vision, a save_pretrained folder for text).
     """
     pairs = list(pairs)
     if not pairs or len(set(pairs)) != len(pairs):
         raise ValueError(f"pairs must name at least one pair of BACKBONES, each once, got {pairs}")
     named = {key: pair_settings(key, scale, image_size, checkpoints) for key in pairs}  # checked before training
+    frozen_only = [key for key in pairs if key in ENCODER_PAIRS]
+    if mode != "frozen" and frozen_only:
+        raise ValueError(f"{', '.join(frozen_only)}: frozen encoders of popnb.encoders, trained in mode='frozen' only")
     frames = []
     for key in tqdm(pairs, desc="backbone pairs", unit="pair"):
         history = run_sweep(data_dir, mode, [WEIGHTS], seeds, runs_dir=Path(runs_dir) / key, cache=cache,
@@ -135,14 +165,19 @@ def table2(summary: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     return tables.layout(summary, ROWS, digits)
 
 
-def table2_vs_paper(history: pd.DataFrame) -> pd.DataFrame:
-    """Our Table 2 with the paper's value after each column ('' where the paper has none) and the constant
-    baseline of the valid split (mean over seeds) as the last column."""
+def table2_vs_paper(history: pd.DataFrame, baselines: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Our Table 2 with the paper's value after each column ('' where the paper has none), then best_valid's
+    best valid accuracy and Spearman at that epoch ('mean ± std' over seeds) and the constant baseline of the
+    valid split (mean over seeds). baselines (run_baselines): their rows below the pairs', per-epoch cells ''."""
     ours = table2(summarise(history))
     paper = table2(paper_summary()).reindex(index=ours.index)
     both = tables.beside(ours, paper).loc[ours.index]
-    baseline = tables.baselines(history, ROWS).rename(pair_label).round(4)
-    return both.assign(**{"constant baseline (valid)": baseline})
+    best = best_valid(history, baselines=baselines).set_index("label")
+    cells = {"best valid": ("best valid", "± std"), "spearman (best epoch)": ("spearman", "spearman ± std")}
+    summary = pd.DataFrame({name: [tables.cell(m, s) for m, s in zip(best[mean], best[std])]
+                            for name, (mean, std) in cells.items()}, index=best.index)
+    summary["constant baseline (valid)"] = best["constant baseline"].round(4)
+    return both.reindex(best.index).fillna("").join(summary).rename_axis(index=ours.index.name)
 
 
 # ---- cost ----
@@ -192,20 +227,68 @@ def pair_cost(key: str, titles: list[str], scale: str = "cpu", image_size: int |
 
 
 def cost_table(pairs, titles: list[str], **kwargs) -> pd.DataFrame:
-    """pair_cost of every pair, one row each (index: pair)."""
-    rows = [pair_cost(key, titles, **kwargs) for key in tqdm(list(pairs), desc="cost per pair", unit="pair")]
+    """pair_cost of every pair of BACKBONES, one row each (index: pair); the frozen encoders of ENCODER_PAIRS are
+    not fine-tuned here, so they have no row."""
+    keys = [key for key in pairs if key not in ENCODER_PAIRS]
+    rows = [pair_cost(key, titles, **kwargs) for key in tqdm(keys, desc="cost per pair", unit="pair")]
     return pd.DataFrame(rows).set_index("pair")
+
+
+# ---- the reviewer's baselines, through the same protocol ----
+
+def baseline_features(data, faces: bool = False, ocr: bool = False, cache: str | Path | None = None) -> pd.DataFrame:
+    """LightGBM's interpretable features (index video_id): the numeric columns of title-stats, of cover-stats when
+    every video has a cover, and of cover-faces (~10 ms a cover) and cover-ocr (~0.5 s a cover) when asked; each
+    computed once, in the feature store."""
+    wanted = {"title-stats": True, "cover-stats": data.has_covers, "cover-faces": faces, "cover-ocr": ocr}
+    parts = [encode(name, data, cache=cache).values.select_dtypes(["number", "bool"])
+             for name, use in wanted.items() if use]
+    return pd.concat(parts, axis=1).set_axis(pd.Index(data.videos["video_id"], name="video_id"))
+
+
+def run_baselines(data_dir, seeds=(0, 1, 2), split: str = "random", k: int = 5, labels: str = "auto",
+                  limit: int | None = None, faces: bool = False, ocr: bool = False,
+                  cache: str | Path | None = None) -> pd.DataFrame:
+    """popnb.baselines.evaluate_baselines once per seed -> one row per (baseline, seed): baseline, seed, spearman,
+    mae, ordinal_accuracy (means over the folds; their stds), constant_ordinal_accuracy, n_folds.
+
+    The videos are the heads' (the first `limit`); the folds are k-fold CV of this split kind shuffled by the seed
+    (time: the same k expanding-window folds for every seed); the target is the label scheme `labels` fitted on
+    these videos, so the classes and the Spearman score are the heads' (auto: paper, or log_views). LightGBM reads
+    baseline_features (faces, ocr) + followers."""
+    data = load_limited(data_dir, limit)
+    target = LabelScheme.fit(data.videos, labels).kind
+    features = baseline_features(data, faces, ocr, cache)
+    frames = [evaluate_baselines(data.videos, features, split, k, repeats=1, seed=seed, target=target)
+              .assign(seed=seed) for seed in tqdm(list(seeds), desc="baselines", unit="seed")]
+    scores = pd.concat(frames, ignore_index=True)
+    return scores[["baseline", "seed", *[c for c in scores.columns if c not in ("baseline", "seed")]]]
+
+
+def baseline_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """run_baselines' scores in best_valid's columns, one row per baseline (index: its name): ordinal accuracy
+    mean, std (over seeds), min and max, seeds, Spearman mean and std, the constant baseline (mean over seeds)."""
+    by = scores.groupby("baseline", sort=False)
+    accuracy, spearman, folds = by["ordinal_accuracy"], by["spearman"], by["n_folds"].first()
+    return pd.DataFrame({"label": folds.index.map(BASELINE_LABELS), "mode": folds.map("{}-fold CV".format),
+                         "best valid": accuracy.mean(), "± std": accuracy.std(), "min": accuracy.min(),
+                         "max": accuracy.max(), "seeds": accuracy.count(), "spearman": spearman.mean(),
+                         "spearman ± std": spearman.std(),
+                         "constant baseline": by["constant_ordinal_accuracy"].mean()})
 
 
 # ---- best valid accuracy and cost per pair ----
 
-def best_valid(history: pd.DataFrame, cost: pd.DataFrame | None = None) -> pd.DataFrame:
+def best_valid(history: pd.DataFrame, cost: pd.DataFrame | None = None,
+               baselines: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per pair (index: pair key): the best epoch (highest mean valid accuracy over seeds) with mean, std, min and
-    max over seeds there, the paper's best valid accuracy, the constant baseline; train seconds per epoch and
-    images/s of this run (mean over seeds and epochs); and, given `cost` (cost_table), parameters and fine-tune
-    images/s."""
+    max over seeds there, Spearman there (mean and std over seeds), the paper's best valid accuracy, the constant
+    baseline; train seconds per epoch and images/s of this run (mean over seeds and epochs); and, given `cost`
+    (cost_table), parameters and fine-tune images/s. baselines (run_baselines): one row each below the pairs,
+    its scores in the same columns (no epoch: nothing picked on the valid rows), the other columns empty."""
     best = tables.best_epochs(summarise(history), ROWS).set_index("pair")
     at_best = tables.at_best_epochs(history, ROWS)
+    spearman = tables.at_best_epochs(history, ROWS, tables.SPEARMAN)
     paper = paper_summary().query("split == 'valid'").groupby("pair")["mean"].max()
     train = history[history["split"] == "train"].assign(rate=lambda d: d["n"] / d["seconds"])
     train = train.groupby("pair", sort=False)
@@ -213,12 +296,16 @@ def best_valid(history: pd.DataFrame, cost: pd.DataFrame | None = None) -> pd.Da
     table.insert(0, "label", table.index.map(pair_label))
     table = table.assign(**{"best epoch": best["epoch"], "best valid": best["mean"], "± std": best["std"],
                             "min": at_best.min(), "max": at_best.max(), "seeds": best["seeds"],
+                            "spearman": spearman.mean(), "spearman ± std": spearman.std(),
                             "paper best valid": paper, "train s/epoch": train["seconds"].mean(),
                             "train images/s": train["rate"].mean(),
                             "constant baseline": tables.baselines(history, ROWS)})
     if cost is not None:
         table = table.join(cost[["vision layers", "text layers", "params", "finetune images/s"]])
-    return table
+    if baselines is not None:  # their empty cells keep the integer columns integers (Int64), not floats
+        ints = {c: "Int64" for c in table.columns if pd.api.types.is_integer_dtype(table[c])}
+        table = pd.concat([table, baseline_rows(baselines)]).astype(ints)
+    return table.rename_axis(index="pair")
 
 
 def best_valid_figure(history: pd.DataFrame, label: str = "") -> plt.Figure:
@@ -252,7 +339,7 @@ def pair_predictions(data_dir, key: str, seed: int = 0, mode: str = "frozen", sc
     return run_predictions(run)
 
 
-def mode_note(mode: str, pretrained: bool, checkpoints: dict | None = None) -> str:
+def mode_note(mode: str, pretrained: bool, checkpoints: dict | None = None, pairs=()) -> str:
     """One sentence saying how the table's numbers were made (shown beside every table of the notebook)."""
     loaded = f" ({', '.join(sorted(checkpoints))}: weights from a local checkpoint)" if checkpoints else ""
     if mode == "finetune":
@@ -261,4 +348,7 @@ def mode_note(mode: str, pretrained: bool, checkpoints: dict | None = None) -> s
     weights = ("pretrained weights" if pretrained else
                "RANDOM initial weights, never trained: the rows compare what a trained head can read from each "
                "architecture's random features, not trained backbones")
-    return f"mode frozen: backbones frozen with {weights}{loaded}; only the branch FCs and the fusion head are trained"
+    encoders = "".join(f"; {pair_label(key)}: pretrained encoders of popnb.encoders, frozen" for key in pairs
+                       if key in ENCODER_PAIRS)
+    return (f"mode frozen: backbones frozen with {weights}{loaded}{encoders}; only the branch FCs and the fusion "
+            "head are trained")

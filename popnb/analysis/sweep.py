@@ -1,10 +1,13 @@
 """The fusion-weight sweep (the paper's Table 1) in two modes, its Table 1 layout, figures, and why weights absorb.
 
 mode="finetune": every (weights, seed) is a popnb.train run, all weights fine-tuned end to end, as in the paper.
-mode="frozen": each backbone's embeddings are computed once (popnb.train.frozen, cached on disk) and only the heads
-(the branch FCs and the fusion head) are trained, so the sweep takes seconds once the embeddings exist.
-Both modes derive every run from one TrainConfig, use the same split, labels (popnb.train.loop.fit_labels by
-seed), batches and metrics, and return the same history: one row per (weights, seed, epoch, split) with the
+mode="frozen": each backbone's embeddings are computed once (popnb.train.frozen, cached on disk; or, for a name of
+popnb.encoders.ENCODERS such as tf_efficientnet_lite0 or e5-small, the pretrained encoder's from the feature store)
+and only the heads (the branch FCs and the fusion head) are trained, so the sweep takes seconds once the embeddings
+exist.
+Both modes derive every run from one TrainConfig (the paper recipe's backbones unless named), use the same split
+(TrainConfig.split: random, stratified by class, as the paper; uploader; time), labels (popnb.train.loop.fit_labels
+by seed), batches and metrics, and return the same history: one row per (weights, seed, epoch, split) with the
 columns of RUN/history.csv.
 """
 from __future__ import annotations
@@ -23,9 +26,11 @@ from tqdm.auto import tqdm
 
 from popnb.analysis import tables
 from popnb.analysis.tables import beside  # noqa: F401 -- the notebook sets our Table 1 beside the paper's with it
+from popnb.encoders import ENCODERS, encode
 from popnb.models.fusion import check_fusion
 from popnb.paper import load_table1
 from popnb.paths import resolve
+from popnb.train.config import resolved
 from popnb.train.frozen import FrozenHeads, seeded, text_embeddings, train_heads, vision_embeddings
 from popnb.train.loop import HISTORY, TrainConfig, fit_labels, load_limited, run_params, train
 
@@ -62,9 +67,10 @@ def check_sweep(mode: str, weights, seeds) -> tuple[list[tuple[float, float]], l
 
 
 def sweep_config(data_dir, mode: str, lr: float | None = None, **settings) -> TrainConfig:
-    """The TrainConfig every run of a sweep derives from: TrainConfig's defaults, lr None -> DEFAULT_LR of the
-    mode, then settings (TrainConfig fields, except the ones the sweep sets: data_dir, out, fusion_weights, seed;
-    in frozen mode also except those of how a whole model is trained: pipeline, devices, threads, ...)."""
+    """The TrainConfig every run of a sweep derives from: TrainConfig's defaults with the paper's recipe (the fields
+    left at None, such as vision, text and image_size, resolved by it), lr None -> DEFAULT_LR of the mode, then
+    settings (TrainConfig fields, except the ones the sweep sets: data_dir, out, fusion_weights, seed; in frozen
+    mode also except those of how a whole model is trained: pipeline, devices, threads, ...)."""
     swept = [k for k in settings if k in SWEPT]
     if swept:
         raise ValueError(f"a sweep sets {', '.join(swept)} itself (from data_dir, weights and seeds)")
@@ -72,7 +78,9 @@ def sweep_config(data_dir, mode: str, lr: float | None = None, **settings) -> Tr
     if unused:
         raise ValueError(f"mode='frozen' trains heads on cached embeddings: {', '.join(unused)} only apply to "
                          "mode='finetune'")
-    return replace(TrainConfig(str(data_dir), ""), lr=DEFAULT_LR[mode] if lr is None else lr, **settings)
+    cfg = replace(TrainConfig(str(data_dir), "", recipe="paper"), lr=DEFAULT_LR[mode] if lr is None else lr,
+                  **settings)
+    return resolved(cfg)
 
 
 def run_sweep(data_dir, mode: str = "frozen", weights=PAPER_GRID, seeds=(0, 1, 2),
@@ -81,7 +89,7 @@ def run_sweep(data_dir, mode: str = "frozen", weights=PAPER_GRID, seeds=(0, 1, 2
     """Train every weight pair with every seed -> history DataFrame.
 
     settings: TrainConfig fields shared by every run (vision, text, image_size, epochs, batch_size, lr, labels,
-    limit, max_steps, ...; see sweep_config); TrainConfig's defaults otherwise, lr None: DEFAULT_LR of the mode.
+    split, limit, max_steps, ...; see sweep_config); the paper recipe's otherwise, lr None: DEFAULT_LR of the mode.
     Columns: mode, vision_weight, text_weight, seed, then RUN/history.csv's (epoch, split, steps, seconds, loss,
     ordinal_accuracy, ..., constant_baseline_accuracy; frozen valid rows add vision_share). Finetune runs go to
     runs_dir/<weights>-seed<N>-<hash of the parameters> (finetune_dir), are resumed when interrupted and reused
@@ -115,19 +123,41 @@ def finetune_sweep(base: TrainConfig, weights, seeds, runs_dir: Path) -> pd.Data
     return _order(pd.concat(frames, ignore_index=True))
 
 
+def in_store(name: str, kind: str) -> bool:
+    """Whether name is an embedding encoder of popnb.encoders.ENCODERS that reads `kind` ("cover" or "title")."""
+    spec = ENCODERS.get(name)
+    return spec is not None and spec.kind == kind and spec.dim is not None
+
+
+def stored(name: str, data, cache: str | Path | None, device: str) -> np.ndarray:
+    """The feature store's pretrained embeddings of `name` for every video of data: float32 [N, D], in memory."""
+    device = device if device in ENCODERS[name].devices else "cpu"
+    return np.array(encode(name, data, cache=cache, device=device).values, dtype=np.float32)
+
+
 def frozen_inputs(data, cfg: TrainConfig, cache: str | Path | None = None, with_covers: bool = True):
     """What the heads of cfg's seed train on: (vision embeddings [N, Dv], text embeddings [N, Dt], labels [N],
-    scores [N], train positions, valid positions), split and labelled as popnb.train does for that seed.
+    scores [N], train positions, valid positions), split (cfg.split: random, uploader or time; with time the videos
+    without a publish time are in neither) and labelled as popnb.train does for that seed.
+
+    cfg.vision / cfg.text naming an embedding encoder of popnb.encoders (tf_efficientnet_lite0/1/2 for covers,
+    e5-small for titles): its pretrained embeddings from the feature store (its own input size; image_size,
+    pretrained and the checkpoints do not apply); any other name: that backbone's (popnb.train.frozen).
     Without covers the vision embeddings are zeros [N, 1] (a vision weight of 0 multiplies them away)."""
-    scheme, train_idx, valid_idx = fit_labels(data.videos, cfg.labels, cfg.valid_fraction, cfg.seed)
+    scheme, train_idx, valid_idx = fit_labels(data.videos, cfg.labels, cfg.valid_fraction, cfg.seed, cfg.split)
     y, score = scheme.labels(data.videos), scheme.score(data.videos).to_numpy()
     titles = data.videos["title"].iloc[train_idx].tolist()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    v = (vision_embeddings(data, cfg.vision, cfg.image_size, cfg.pretrained, cfg.seed, cfg.vision_checkpoint,
-                           cache=cache, device=device).values
-         if with_covers else np.zeros((len(data), 1), dtype=np.float32))
-    t = text_embeddings(data, cfg.text, titles, cfg.pretrained, cfg.seed, cfg.text_checkpoint, cfg.max_len,
-                        cache=cache, device=device).values
+    if not with_covers:
+        v = np.zeros((len(data), 1), dtype=np.float32)
+    elif in_store(cfg.vision, "cover"):
+        v = stored(cfg.vision, data, cache, device)
+    else:
+        v = vision_embeddings(data, cfg.vision, cfg.image_size, cfg.pretrained, cfg.seed, cfg.vision_checkpoint,
+                              cache=cache, device=device).values
+    t = (stored(cfg.text, data, cache, device) if in_store(cfg.text, "title") else
+         text_embeddings(data, cfg.text, titles, cfg.pretrained, cfg.seed, cfg.text_checkpoint, cfg.max_len,
+                         cache=cache, device=device).values)
     return v, t, y, score, train_idx, valid_idx
 
 
@@ -179,8 +209,9 @@ def table1(summary: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
 
 
 def best_valid(history: pd.DataFrame) -> pd.DataFrame:
-    """Per weight pair: best and final valid ordinal accuracy (mean over seeds), ours and the paper's, and the
-    constant baseline; the best epoch is the one with the highest mean."""
+    """Per weight pair: best and final valid ordinal accuracy (mean over seeds), ours and the paper's, our
+    Spearman at our best epoch (mean and std over seeds; the paper reports none), and the constant baseline; the
+    best epoch is the one with the highest mean accuracy."""
     parts = []
     for source, summary in (("ours", summarise(history)), ("paper", paper_summary())):
         valid = summary[summary["split"] == "valid"]
@@ -191,6 +222,9 @@ def best_valid(history: pd.DataFrame) -> pd.DataFrame:
                                    f"{source} best epoch": best["epoch"].to_numpy(),
                                    f"{source} final": final["mean"].to_numpy()}, index=ROWS.labels(best)))
     table = parts[0].join(parts[1])
+    spearman = tables.at_best_epochs(history, ROWS, tables.SPEARMAN)
+    table.insert(4, "ours spearman", spearman.mean().to_numpy())
+    table.insert(5, "ours spearman ± std", spearman.std().to_numpy())
     table["constant baseline"] = tables.baselines(history, ROWS).to_numpy()
     epochs = [c for c in table.columns if c.endswith("best epoch")]
     return table.astype({c: "Int64" for c in epochs}).rename_axis(index=ROWS.name)

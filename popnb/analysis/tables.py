@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "valid")
+SPEARMAN = "spearman_expected"  # the history's Spearman: expected class sum_k k*p_k against the true score
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,19 @@ def paper_summary(paper: pd.DataFrame, rows: Rows) -> pd.DataFrame:
     return summarise(long.assign(seed=0), rows, "acc")
 
 
+def cell(mean: float, std: float, digits: int = 4) -> str:
+    """'mean ± std'; just the mean when std is NaN, '' when the mean is (no value: e.g. a constant's Spearman)."""
+    if np.isnan(mean):
+        return ""
+    return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def layout(summary: pd.DataFrame, rows: Rows, digits: int = 4) -> pd.DataFrame:
     """The paper's layout: one row per table row (its label), columns 'e1 train', 'e1 valid', ... per epoch;
-    cells 'mean ± std' (just the mean when std is NaN)."""
-    def cell(mean: float, std: float) -> str:
-        return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
+    cells as `cell` writes them."""
     s = summary.assign(row=rows.labels(summary),
                        column=[f"e{e} {split}" for e, split in zip(summary["epoch"], summary["split"])],
-                       cell=[cell(m, d) for m, d in zip(summary["mean"], summary["std"])])
+                       cell=[cell(m, d, digits) for m, d in zip(summary["mean"], summary["std"])])
     columns = [f"e{e} {split}" for e in sorted(summary["epoch"].unique()) for split in SPLITS
                if f"e{e} {split}" in set(s["column"])]
     table = s.pivot(index="row", columns="column", values="cell")
@@ -93,11 +98,12 @@ def best_epochs(summary: pd.DataFrame, rows: Rows) -> pd.DataFrame:
     return valid.loc[valid.groupby(list(rows.keys), sort=False)["mean"].idxmax()]
 
 
-def at_best_epochs(history: pd.DataFrame, rows: Rows) -> pd.core.groupby.SeriesGroupBy:
-    """Valid ordinal accuracy of each seed at its table row's best epoch, grouped by table row."""
+def at_best_epochs(history: pd.DataFrame, rows: Rows, metric: str = "ordinal_accuracy"
+                   ) -> pd.core.groupby.SeriesGroupBy:
+    """Valid `metric` of each seed at its table row's best epoch (by ordinal accuracy), grouped by table row."""
     best = best_epochs(summarise(history, rows), rows)[[*rows.keys, "epoch"]]
     runs = history[history["split"] == "valid"].merge(best, on=[*rows.keys, "epoch"])
-    return runs.groupby(list(rows.keys), sort=False)["ordinal_accuracy"]
+    return runs.groupby(list(rows.keys), sort=False)[metric]
 
 
 def best_valid_figure(ticks: list[str], mean, std, seeds: list, paper, baseline, title: str,
