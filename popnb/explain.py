@@ -11,22 +11,32 @@ Cover heatmaps (float32 [S, S] >= 0 over the model's S x S input; `resize_heat` 
 - "occlusion" (any backbone): the drop of the target when a window is painted with the mean colour
   (0 after normalisation); each pixel gets the mean drop of the windows covering it, clipped at 0.
 Title importance: the target minus the target with that one token deleted (occlusion by deletion).
+
+Pretrained-recipe runs (popnb.train.pretrained) are explained the same way, through their frozen encoders: the
+"expected" target is the predicted score itself (e.g. log1p(views); the expected class rises with it), a class c
+the log-odds of p_c. Heat: a grid (OCCLUSION_GRID) of grey patches over the cover as the cover encoder sees it,
+all occluded covers encoded in one batch; title importance: every one-character deletion embedded in one call.
 """
 from __future__ import annotations
 
 import math
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from popnb.models import CharVocab
+from popnb.train.pretrained import (PretrainedRun, check_title, embed, outputs, prediction_fields,
+                                    video_branches)
 from popnb.train.run import Run, model_inputs, prediction
 
 METHODS = ("auto", "rollout", "occlusion")
+OCCLUSION_GRID = (8, 5)  # patches across, down a pretrained run's cover: 40 occluded covers, one encoder batch
 _ROLLOUT_LOCK = threading.Lock()
 
 
@@ -174,8 +184,12 @@ class Explanation:
     importance: np.ndarray
 
 
-def explain(run: Run, title: str, cover=None, target="expected", method: str = "auto") -> Explanation:
-    """Predict one video of a loaded run and explain it (cover: a path or None)."""
+def explain(run: Run | PretrainedRun, title: str, cover=None, target="expected", method: str = "auto",
+            meta: dict | None = None) -> Explanation:
+    """Predict one video of a loaded run and explain it (cover: a path or None). A pretrained-recipe run:
+    explain_pretrained (method is ignored: occlusion; meta: its metadata {column: value})."""
+    if isinstance(run, PretrainedRun):
+        return explain_pretrained(run, title, cover, target, meta)
     images, ids, mask = model_inputs(run, title, cover)
     model = run.model.eval()
     with torch.no_grad():
@@ -183,6 +197,85 @@ def explain(run: Run, title: str, cover=None, target="expected", method: str = "
     heat = cover_heatmap(model, images, ids, mask, target, method) if cover is not None and run.uses_covers else None
     return Explanation(prediction(run, probs), heat, token_texts(run.tokenizer, title, ids, mask),
                        title_importance(model, images, ids, mask, target))
+
+
+def pretrained_target(out: dict, target) -> np.ndarray:
+    """The explained quantity [N] of a pretrained run's outputs(): the score for "expected", else class
+    target's log-odds (target_of)."""
+    if target == "expected":
+        return out["score"]
+    return target_of(torch.from_numpy(out["probabilities"]), target).numpy()
+
+
+def repeated(branches: dict, name: str, x: np.ndarray) -> dict:
+    """One video's branches repeated len(x) times, branch name replaced by the rows x [n, D]."""
+    return {b: x if b == name else np.repeat(v, len(x), axis=0) for b, v in branches.items()}
+
+
+def drops(run: PretrainedRun, branches: dict, name: str, x: np.ndarray, target) -> np.ndarray:
+    """The target of one video (branches) minus its target with branch name's features swapped for each row of x."""
+    base = pretrained_target(outputs(run.model, branches), target)
+    return base - pretrained_target(outputs(run.model, repeated(branches, name, x)), target)
+
+
+def grid_boxes(width: int, height: int, grid=OCCLUSION_GRID) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) pixel boxes of a grid (columns, rows) tiling a width x height image, row by row."""
+    xs = np.linspace(0, width, grid[0] + 1).round().astype(int)
+    ys = np.linspace(0, height, grid[1] + 1).round().astype(int)
+    return [(xs[c], ys[r], xs[c + 1], ys[r + 1]) for r in range(grid[1]) for c in range(grid[0])]
+
+
+def occluded_covers(encoder, cover, folder, grid=OCCLUSION_GRID) -> list[Path]:
+    """The cover as the encoder sees it (encoder.pixels: letterboxed to its size) with each grid patch painted
+    its mean colour (encoder.fill: 0 after normalisation), saved as PNGs in folder: lossless, and at the
+    encoder's size, so the encoder reads back exactly these pixels."""
+    from PIL import Image
+
+    pixels = encoder.pixels([cover])[0].transpose(1, 2, 0)  # [H, W, 3] uint8
+    paths = []
+    for k, (x0, y0, x1, y1) in enumerate(grid_boxes(pixels.shape[1], pixels.shape[0], grid)):
+        patched = pixels.copy()
+        patched[y0:y1, x0:x1] = encoder.fill
+        paths.append(Path(folder) / f"{k}.png")
+        Image.fromarray(patched).save(paths[-1])
+    return paths
+
+
+def pretrained_occlusion(run: PretrainedRun, branches: dict, cover, target="expected",
+                         grid=OCCLUSION_GRID) -> np.ndarray:
+    """Occlusion heatmap float32 [rows, columns] >= 0 of one video of a pretrained run (branches: its
+    video_branches): the drop of the target when that grid patch of the encoder's letterboxed input is grey,
+    clipped at 0 (a 16:9 cover fills the input: the grid is the cover's)."""
+    encoder = run.encoder("cover")
+    with tempfile.TemporaryDirectory(prefix="popnb-occlusion-") as folder:
+        occluded = encoder(occluded_covers(encoder, cover, folder, grid))  # one batch
+    heat = drops(run, branches, "cover", occluded, target)
+    return np.clip(heat, 0, None).astype(np.float32).reshape(grid[1], grid[0])
+
+
+def pretrained_title_importance(run: PretrainedRun, branches: dict, title: str,
+                                target="expected") -> tuple[list[str], np.ndarray]:
+    """(characters, importance float32 [n]) of a title's non-space characters: the target minus the target with
+    that character deleted, every deletion embedded in one call; 0 when the run has no title branch."""
+    spots = [i for i, ch in enumerate(title) if not ch.isspace()]
+    chars = [title[i] for i in spots]
+    if "title" not in branches or not spots:
+        return chars, np.zeros(len(spots), np.float32)
+    without = embed(run.encoder("title"), [title[:i] + title[i + 1:] for i in spots])
+    return chars, drops(run, branches, "title", without, target).astype(np.float32)
+
+
+def explain_pretrained(run: PretrainedRun, title: str, cover=None, target="expected",
+                       meta: dict | None = None) -> Explanation:
+    """explain() of one video of a pretrained-recipe run: predict_pretrained's model fields (prediction_fields),
+    pretrained_occlusion (None without a cover or when the run has no cover branch), title importance.
+    meta: {column: value} of the run's metadata columns (NaN: unknown, the train median)."""
+    check_title(title)
+    branches = video_branches(run, [title], None if cover is None else [cover],
+                              None if meta is None else pd.DataFrame([meta]))
+    heat = pretrained_occlusion(run, branches, cover, target) if "cover" in branches else None
+    return Explanation(prediction_fields(run, outputs(run.model, branches)), heat,
+                       *pretrained_title_importance(run, branches, title, target))
 
 
 def resize_heat(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -223,7 +316,6 @@ def explain_sample(run: Run, data_dir=None, n: int = 6, method: str = "auto", ta
     Table columns: video_id, predicted_class, expected_class, face_heat_ratio (NaN without truth.csv).
     """
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     from popnb.data import load_dataset, open_cover
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import shutil
 import threading
@@ -15,10 +16,16 @@ import pytest
 from data_factories import opened_paths, save_outside_cover
 from PIL import Image
 
+from types import SimpleNamespace
+
+from scipy.special import ndtr
+
 from popnb.data import make_demo_dataset
 from popnb.train.loop import TrainConfig, train
+from popnb.train.pretrained import PretrainedRun, predict_pretrained, train_pretrained, train_scores
 from popnb.train.run import predict
-from popnb.app.widget import Debouncer, TryACover, ensure_demo_run, find_runs, prob_beats, ranking
+from popnb.app.widget import (CLOSE, Debouncer, TryACover, ensure_demo_run, find_runs, prob_beats, ranking,
+                              ranking_html)
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +203,69 @@ def test_ensure_demo_run_trains_once_on_the_demo_data_then_reuses_it(tmp_path):
     assert (run / "checkpoint.pt").stat().st_mtime_ns == stamp  # reused, not trained again
     cover = next((tmp_path / "demo" / "n40_seed1" / "covers").glob("*.jpg"))
     assert predict(run, "聊聊黑洞", cover)["predicted_class"] in range(5)
+
+
+@pytest.fixture(scope="module")
+def pretrained_runs(tmp_path_factory):
+    """runs/real: the default recipe (target log views) on 40 demo videos whose followers were redrawn to follow
+    their views (log followers = log views + 3 + N(0, 0.3)), so the followers branch moves the prediction; their
+    DATASET.json is gone, so to the app it is real data."""
+    base = tmp_path_factory.mktemp("pretrained_app")
+    data = make_demo_dataset(base / "data", n=40, seed=0, size=(64, 36))
+    videos = pd.read_csv(data / "videos.csv", dtype=str, keep_default_na=False)
+    noise = np.random.default_rng(0).normal(0, 0.3, len(videos))
+    videos["followers"] = np.round(np.expm1(np.log1p(videos["views"].astype(float)) + 3 + noise)).astype(int)
+    videos.to_csv(data / "videos.csv", index=False)
+    (data / "DATASET.json").unlink()
+    root = base / "runs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POPNB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        train_pretrained(SimpleNamespace(data_dir=str(data), out=str(root / "real"), labels="log_views"))
+    return root
+
+
+def shown_percentile(candidate) -> tuple[str, int]:
+    found = re.search(r"above <b>(\d+)%</b> of the (\d+) training videos", candidate.probs.value)
+    return found[1], int(found[2])
+
+
+def test_a_pretrained_run_shows_a_percentile_follows_the_followers_and_ranks_by_score(pretrained_runs):
+    app = TryACover(pretrained_runs, delay=0)  # the default run: the one trained on real data
+    run = app.run
+    assert isinstance(run, PretrainedRun) and app.run_picker.value == str(pretrained_runs / "real")
+    assert app.followers.layout.display is None
+    a, b = app.candidates[:2]
+    cover = app.cover_of(a)
+    unknown = predict_pretrained(run, a.title.value, cover, {"followers": math.nan})  # followers 0: unknown
+    assert shown_probabilities(a) == pytest.approx(unknown["probabilities"], abs=5e-4)  # shown to 3 decimals
+    scores = train_scores(run)
+    assert shown_percentile(a) == (f"{100 * np.mean(scores < unknown['score']):.0f}", len(scores))
+    assert a.heat.layout.display is None and a.words.value.count("<span") == len(a.title.value.replace(" ", ""))
+
+    app.followers.value = 2e6
+    known = predict_pretrained(run, a.title.value, cover, {"followers": 2e6})
+    assert abs(known["score"] - unknown["score"]) > 0.1
+    assert shown_probabilities(a) == pytest.approx(known["probabilities"], abs=5e-4)
+    assert shown_percentile(a)[0] == f"{100 * np.mean(scores < known['score']):.0f}"
+
+    b.cover.value, b.title.value = a.cover.value, a.title.value + "！"  # one character more: a close call
+    b.use.value = True
+    mu = {c.name: predict_pretrained(run, c.title.value, cover, {"followers": 2e6})["score"] for c in (a, b)}
+    assert abs(mu["A"] - mu["B"]) < run.model.sigma and CLOSE in app.ranking.value
+    p_beats = ndtr(abs(mu["A"] - mu["B"]) / (run.model.sigma * math.sqrt(2)))
+    assert f"<td>{p_beats:.2f}</td>" in app.ranking.value
+
+    a.title.value = "  "
+    assert "title is empty" in a.message.value and shown_probabilities(a) == []
+    app.followers.value = -5
+    assert "followers cannot be negative" in b.message.value and app.ranking.value == ""
+
+
+def test_ranking_by_score_uses_the_gaussian_and_notes_close_pairs():
+    p = {n: {"score": s, "expected_class": 0.0, "probabilities": [1, 0, 0, 0, 0]}
+         for n, s in (("A", 5.0), ("B", 5.3), ("C", 2.0))}
+    order, pairs = ranking(p, sigma=0.5)
+    assert order == ["B", "A", "C"] and pairs[0]["delta"] == pytest.approx(0.3)
+    assert pairs[1]["p_beats"] == pytest.approx(ndtr(3.3 / (0.5 * math.sqrt(2))))
+    shown = ranking_html(p, sigma=0.5)
+    assert shown.count(CLOSE) == 1 and "ranked by predicted score: <b>B</b>" in shown

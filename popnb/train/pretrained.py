@@ -311,17 +311,36 @@ def class_ranges(thresholds) -> list[list[float | None]]:
     return [[edges[k], edges[k + 1]] for k in range(N_CLASSES)]
 
 
+def train_scores(run: PretrainedRun) -> np.ndarray:
+    """The true target [n_train] of the run's train split, rebuilt from its data_dir, limit and split as
+    train_pretrained made it (what the app ranks a predicted score among)."""
+    p = run.params
+    videos = load_limited(p["data_dir"], p["limit"]).videos
+    train_idx, _ = split(videos, p["split"], p["valid_fraction"], p["seed"])
+    return run.target.score(videos.iloc[train_idx])
+
+
+def check_title(title) -> None:
+    """ValueError unless title is a non-blank string."""
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError("the title is empty: give the video's title")
+
+
+def prediction_fields(run: PretrainedRun, out: dict, i: int = 0) -> dict:
+    """Video i of outputs() out as predict_pretrained gives it: score, probabilities, predicted_class,
+    expected_class, class_score_ranges, label_scheme."""
+    return {"score": float(out["score"][i]), "probabilities": [float(p) for p in out["probabilities"][i]],
+            "predicted_class": int(out["predicted_class"][i]), "expected_class": float(out["expected_class"][i]),
+            "class_score_ranges": class_ranges(run.target.thresholds), "label_scheme": run.target.describe()}
+
+
 def predict_pretrained(run_dir, title: str, cover=None, metadata: dict | None = None) -> dict:
     """One video (title; cover path when the run uses covers; metadata {column: value} when it uses metadata):
     popnb.train.run.prediction()'s fields (predicted_class: the ordinal-accuracy decision), plus score (the
     predicted target, e.g. log1p(views)), the run, title, cover and metadata."""
     run = as_run(run_dir)
-    if not isinstance(title, str) or not title.strip():
-        raise ValueError("the title is empty: give the video's title")
+    check_title(title)
     out = score_videos(run, [title], None if cover is None else [cover],
                        None if metadata is None else pd.DataFrame([metadata]))
     return {"run": str(run.folder), "title": title, "cover": None if cover is None else str(cover),
-            **({"metadata": metadata} if run.params["metadata"] else {}),
-            "score": float(out["score"][0]), "probabilities": [float(p) for p in out["probabilities"][0]],
-            "predicted_class": int(out["predicted_class"][0]), "expected_class": float(out["expected_class"][0]),
-            "class_score_ranges": class_ranges(run.target.thresholds), "label_scheme": run.target.describe()}
+            **({"metadata": metadata} if run.params["metadata"] else {}), **prediction_fields(run, out)}
