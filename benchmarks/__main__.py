@@ -19,7 +19,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from benchmarks import machine, render  # noqa: E402
 from benchmarks.common import PACKAGE, WORK, Options, Section  # noqa: E402
 
-BENCHMARKS = ("mfu", "gpipe", "sweep", "input_pipeline", "reports_time", "memory", "step_profile", "tries")
+BENCHMARKS = ("mfu", "gpipe", "sweep", "input_pipeline", "reports_time", "memory", "step_profile", "tries",
+              "encoders")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -10,6 +10,7 @@ from torch import nn
 
 from benchmarks.__main__ import parse
 from benchmarks.common import Figure, Section, ratios, repeat, summarise
+from benchmarks.encoders import balance, conv_flops, e5_flops
 from benchmarks.memory import epoch_peaks
 from benchmarks.mfu import count_flops, mfu
 from benchmarks.render import figure_cells, markdown, number, pipe_table
@@ -122,3 +123,38 @@ def test_only_refuses_unknown_benchmarks():
     assert parse(["--only", "mfu,gpipe"]).only == ("mfu", "gpipe")
     with pytest.raises(SystemExit):
         parse(["--only", "mfu,nope"])
+
+
+def test_conv_flops_count_depthwise_convolutions_apart():
+    class Net(nn.Module):  # timm's names: conv_dw is the depthwise convolution
+        def __init__(self):
+            super().__init__()
+            self.conv_stem, self.conv_dw = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=8)
+            self.conv_pw = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            return self.conv_pw(self.conv_dw(self.conv_stem(x)))
+
+    pixels = 6 * 10  # every convolution keeps the 6 x 10 input's size
+    stem, dw, pw = 2 * 8 * pixels * 3 * 9, 2 * 8 * pixels * 9, 2 * 4 * pixels * 8  # 2 x outputs x inputs per output
+    assert conv_flops(Net(), torch.zeros(1, 3, 6, 10)) == (stem + dw + pw, dw)
+
+
+def test_e5_hand_count_matches_flop_counter_on_a_small_bert():
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=16)
+    bert = BertModel(config, add_pooling_layer=False).eval()
+    for tokens in (1, 7):
+        with torch.no_grad():
+            counted, _ = count_flops(lambda: bert(torch.zeros(1, tokens, dtype=torch.long)))  # noqa: B023
+        assert counted == e5_flops([tokens], shape=(2, 32, 64))
+    assert e5_flops([1, 7], shape=(2, 32, 64)) == e5_flops([1], shape=(2, 32, 64)) + e5_flops([7], shape=(2, 32, 64))
+
+
+def test_balance_is_rows_over_the_busiest_rank():
+    assert balance(8, 4, 2) == 2.0  # one part each
+    assert balance(10, 4, 2) == 10 / 6  # parts 4, 4, 2: rank 0 takes the first and the last
+    assert balance(570, 512, 2) == 570 / 512 and balance(570, 64, 2) == 570 / (4 * 64 + 58)
+    assert balance(5, 8, 2) == 1.0  # one part: the other rank idles

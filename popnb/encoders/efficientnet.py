@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from torch import nn
 
 from popnb.data import open_cover
 from popnb.data.torchdata import normalise
@@ -63,6 +64,26 @@ def load_efficientnet_lite(name: str, num_classes: int = 1000):
     return model
 
 
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """An eval-mode timm EfficientNet with every batch norm folded into the convolution before it (in place):
+    weight * gamma / sqrt(var + eps), bias beta - mean * gamma / sqrt(var + eps); the norm's activation stays.
+
+    The same function up to float32 rounding: on 64 real covers every feature of lite0/1/2 is within 5e-6 of its
+    cover's largest (lite0's 49 convolutions x 2^-24 is 3e-6). The forward is 1.2x as fast on one CPU thread."""
+    from timm.layers import BatchNormAct2d
+
+    with torch.no_grad():
+        for parent in list(model.modules()):
+            children = list(parent.named_children())
+            for (_, conv), (name, norm) in zip(children, children[1:]):
+                if isinstance(conv, nn.Conv2d) and isinstance(norm, BatchNormAct2d):
+                    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+                    conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1))
+                    conv.bias = nn.Parameter(norm.bias - norm.running_mean * scale)
+                    setattr(parent, name, nn.Sequential(norm.drop, norm.act))
+    return model
+
+
 def letterbox(image: Image.Image, size: tuple[int, int], fill: tuple[int, int, int]) -> Image.Image:
     """image scaled (bicubic, aspect kept) to fit size (W, H), centred on `fill`; a 16:9 cover at 16:9 fills it."""
     fitted = ImageOps.contain(image, size, Image.Resampling.BICUBIC)
@@ -72,13 +93,19 @@ def letterbox(image: Image.Image, size: tuple[int, int], fill: tuple[int, int, i
 
 
 class EfficientNetLiteEncoder:
-    """cover paths -> pooled features float32 [B, 1280]; covers letterboxed to size (W, H), padding at the mean."""
+    """cover paths -> pooled features float32 [B, 1280]; covers letterboxed to size (W, H), padding at the mean.
+
+    The model runs with its batch norms folded (fold_batch_norms) and in channels-last memory (oneDNN's layout for
+    CPU convolutions): a forward 2.0x as fast as timm's model as loaded, on one CPU thread (benchmarks.encoders
+    times the encoder, decode included).
+    """
 
     batch_size = 32
 
     def __init__(self, name: str, size: tuple[int, int] = LITE_SIZE, device: str = "cpu"):
         self.name, self.size, self.device = name, tuple(size), device
-        self.model = load_efficientnet_lite(name, num_classes=0).eval().to(device)
+        model = fold_batch_norms(load_efficientnet_lite(name, num_classes=0).eval())
+        self.model = model.to(device, memory_format=torch.channels_last)
         self.mean, self.std = self.model.pretrained_cfg["mean"], self.model.pretrained_cfg["std"]
         self.fill = tuple(round(255 * m) for m in self.mean)  # 0 after normalisation
 
@@ -93,4 +120,5 @@ class EfficientNetLiteEncoder:
 
     def __call__(self, paths: list[Path]) -> np.ndarray:
         with torch.inference_mode():
-            return self.model(self.preprocess(paths)).float().cpu().numpy()
+            images = self.preprocess(paths).contiguous(memory_format=torch.channels_last)
+            return self.model(images).float().cpu().numpy()

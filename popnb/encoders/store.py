@@ -33,7 +33,9 @@ from popnb.encoders.packages import versions
 from popnb.encoders.registry import EncoderSpec, get_encoder, get_spec
 
 STORE_FORMAT = 1  # bump when the way features are keyed or stored changes
-PART_ROWS = 512  # rows per part: what a killed run can lose
+# Rows per part: what a killed run can lose, and the unit torchrun's ranks share (whole parts: the ranks' rows
+# differ by one part at most); a multiple of every encoder's batch size up to 64, so batches stay the same.
+PART_ROWS = 64
 
 
 @dataclass
