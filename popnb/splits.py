@@ -10,11 +10,12 @@ equal-count bins of log1p(views) over all of df: they only balance the folds, no
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold, GroupShuffleSplit, RepeatedStratifiedKFold, TimeSeriesSplit
+from sklearn.model_selection import GroupKFold, RepeatedStratifiedKFold, TimeSeriesSplit
 
 from popnb.targets import Target
 
@@ -74,15 +75,18 @@ def _check_kind(kind: str) -> None:
 def split(df: pd.DataFrame, kind: str = "random", valid_fraction: float = 1 / 11, seed: int = 0,
           labels=None) -> tuple[np.ndarray, np.ndarray]:
     """(train, valid) positions. random: round(valid_fraction * n_c) of each class c (labels [N], see module);
-    uploader: valid_fraction of the uploaders; time: the latest valid_fraction of the rows with a known time."""
+    uploader: fold seed % k of an uploader-grouped k-fold, k = round(1 / valid_fraction), shuffled by seed // k, so
+    seeds 0..k-1 are one cross-validation (every row valid once); time: the latest valid_fraction of the rows with
+    a known time (the same for every seed)."""
     _check_kind(kind)
     if kind == "random":
         from popnb.data.torchdata import stratified_split  # imports torch: only for this kind
 
         return stratified_split(_labels(df, labels), valid_fraction, seed)
     if kind == "uploader":
-        splitter = GroupShuffleSplit(n_splits=1, test_size=valid_fraction, random_state=seed)
-        train, valid = next(splitter.split(df, groups=uploader_groups(df)))
+        k = max(2, round(1 / valid_fraction))
+        folds = GroupKFold(n_splits=k, shuffle=True, random_state=seed // k).split(df, groups=uploader_groups(df))
+        train, valid = next(itertools.islice(folds, seed % k, None))
         return np.sort(train), np.sort(valid)
     order = _by_time(df)
     n_valid = int(round(valid_fraction * len(order)))

@@ -34,6 +34,17 @@ def test_uploader_groups_strip_names_and_isolate_unknown_rows(df):
         uploader_groups(df.assign(uploader=""))
 
 
+def test_uploader_split_seeds_0_to_k_minus_1_are_one_grouped_cross_validation(df):
+    groups = uploader_groups(df)
+    splits = [split(df, "uploader", valid_fraction=0.25, seed=s) for s in range(8)]  # k = 4: two repeats
+    for train, valid in splits:
+        assert not set(groups[train]) & set(groups[valid])
+        assert sorted([*train, *valid]) == list(range(200))
+    for r in range(2):  # seeds 4r..4r+3 validate every row exactly once
+        assert sorted(np.concatenate([v for _, v in splits[4 * r: 4 * r + 4]]).tolist()) == list(range(200))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(splits[:4], splits[4:]))  # seed // k reshuffles
+
+
 def test_uploader_split_and_folds_never_share_an_uploader(df):
     groups = uploader_groups(df)
     train, valid = split(df, "uploader", valid_fraction=0.2, seed=3)
