@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from popnb.analysis.explore import mark_covers
 from popnb.models import CharVocab
 from popnb.train.pretrained import (PretrainedRun, check_title, embed, outputs, prediction_fields,
                                     video_branches)
@@ -343,4 +344,4 @@ def explain_sample(run: Run, data_dir=None, n: int = 6, method: str = "auto", ta
         ax.axis("off")
     fig.suptitle(f"{run.folder.name}: heat = what raises the {target if target == 'expected' else f'class {target}'}"
                  f"{' class' if target == 'expected' else ' probability'}", fontsize=9)
-    return pd.DataFrame(rows).set_index("video_id"), fig
+    return pd.DataFrame(rows).set_index("video_id"), mark_covers(fig, root)

@@ -36,6 +36,17 @@ def is_synthetic(root: str | Path) -> bool:
     return meta.exists() and bool(json.loads(meta.read_text(encoding="utf-8")).get("synthetic", False))
 
 
+NO_COVERS = "no covers in this data set (titles and counts only): the cover sections are skipped"
+COVERS_KEY = "popnb-covers"  # the PNG text field save_figure writes: which covers a figure draws, none / synthetic / real
+
+
+def mark_covers(fig, root: str | Path):
+    """Record on fig that it draws covers of the data set at root, 'synthetic' or 'real' (DATASET.json), so that
+    save_figure writes it into the PNG (COVERS_KEY) and a check can find real covers among saved figures."""
+    fig.popnb_covers = "synthetic" if is_synthetic(root) else "real"
+    return fig
+
+
 def data_label(ds) -> str:
     """A short name for titles: 'SYNTHETIC demo data (n=...)' or the folder name and row count."""
     n = len(ds.videos)
@@ -203,7 +214,7 @@ def cover_grid(ds, label: str, n: int = 12, cols: int = 4, seed: int = 0) -> plt
         ax.text(0.5, 0.5, "no covers in this data set", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(f"Sample covers - {label}")
     fig.tight_layout()
-    return fig
+    return mark_covers(fig, ds.root) if len(picks) else fig
 
 
 # ---- titles ----

@@ -24,12 +24,15 @@ LOG = "reports.log"  # <out>/reports.log: what papermill, Jupyter, the kernels a
 
 
 def save_figure(fig, name: str, root: str | Path = "reports", dpi: int = 120) -> Path:
-    """Write a matplotlib figure to `<root>/figures/<name>.png`; closes it; returns the path."""
+    """Write a matplotlib figure to `<root>/figures/<name>.png`, its PNG text field `popnb-covers` saying which
+    covers it draws (none, synthetic or real: explore.mark_covers); closes it; returns the path."""
     import matplotlib.pyplot as plt
+
+    from popnb.analysis.explore import COVERS_KEY
 
     path = resolve(root) / "figures" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={COVERS_KEY: getattr(fig, "popnb_covers", "none")})
     plt.close(fig)
     return path
 
