@@ -309,7 +309,15 @@ def overlay(cover, heat: np.ndarray, cmap: str = "jet"):
     return Image.fromarray(((1 - 0.45 * h) * base + 0.45 * h * colour).round().clip(0, 255).astype(np.uint8))
 
 
-def explain_sample(run: Run, data_dir=None, n: int = 6, method: str = "auto", target="expected", seed: int = 0):
+def video_metadata(run: Run | PretrainedRun, video: pd.Series) -> dict | None:
+    """A pretrained-recipe run's metadata inputs for one video of a data set ({column: value}, NaN where unknown);
+    None for an end-to-end run."""
+    if not isinstance(run, PretrainedRun):
+        return None
+    return {c: float(video[c]) if c in video and pd.notna(video[c]) else math.nan for c in run.params["metadata"]}
+
+
+def explain_sample(run: Run | PretrainedRun, data_dir=None, n: int = 6, method: str = "auto", target="expected", seed: int = 0):
     """Explain n covers of a data set (default: the run's own) -> (table, matplotlib figure).
 
     With a demo truth.csv beside videos.csv, the n videos are drawn from those with the face, and the table
@@ -331,7 +339,7 @@ def explain_sample(run: Run, data_dir=None, n: int = 6, method: str = "auto", ta
     rows = []
     for ax, (i, video) in zip(axes[0], picked.iterrows()):
         cover = open_cover(data.cover_path(i))
-        result = explain(run, video["title"], data.cover_path(i), target, method)
+        result = explain(run, video["title"], data.cover_path(i), target, method, video_metadata(run, video))
         heat = resize_heat(result.heat, cover.size)
         ratio = math.nan
         if truth is not None:

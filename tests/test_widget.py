@@ -6,6 +6,7 @@ import json
 import math
 import re
 import shutil
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -137,6 +138,7 @@ def test_uploads_good_and_bad(runs):
 
     upload(a, "notes.txt", b"this is not an image")
     assert "notes.txt cannot be used as a cover" in a.message.value
+    assert tempfile.gettempdir() not in a.message.value  # the user's file name, never where the app stored it
     assert shown_probabilities(a) == [] and a.heat.layout.display == "none"
     a.cover.value = 3  # a data set cover replaces the upload, and the app works again
     assert a.message.value == "" and len(shown_probabilities(a)) == 5

@@ -496,7 +496,8 @@ class TryACover:
             except ValueError as err:  # empty title, missing cover, unreadable image (CoverError)
                 text = str(err)
                 if c.uploaded is not None and c.uploaded == cover:
-                    text = f"the upload {c.upload_name} cannot be used as a cover: {err}"
+                    reason = str(err).replace(f"{Path(cover).name}: ", "").replace(str(cover), c.upload_name)  # no tmp path
+                    text = f"the upload {c.upload_name} cannot be used as a cover: {reason}"
                 c.clear(text)
                 continue
             except Exception as err:  # noqa: BLE001 -- the app must stay usable
