@@ -121,7 +121,12 @@ def evaluate_baselines(df: pd.DataFrame, features: pd.DataFrame | None = None, s
         per_fold = cross_validate(data, partial(fit_evaluate, name=name, target=target, **params), split, k, repeats,
                                   seed)
         summary = summarize(per_fold)
-        rows.append({"baseline": name, **{key: summary[key] for key in (
-            "spearman", "spearman_std", "mae", "mae_std", "ordinal_accuracy", "ordinal_accuracy_std")},
-            "constant_ordinal_accuracy": summary["constant_baseline_accuracy"], "n_folds": summary["n_folds"]})
+        rows.append(score_row(name, summary))
     return pd.DataFrame(rows)
+
+
+def score_row(name: str, summary: dict) -> dict:
+    """evaluate_baselines' row of one model from popnb.splits.summarize's dict of its folds."""
+    return {"baseline": name, **{key: summary[key] for key in (
+        "spearman", "spearman_std", "mae", "mae_std", "ordinal_accuracy", "ordinal_accuracy_std")},
+        "constant_ordinal_accuracy": summary["constant_baseline_accuracy"], "n_folds": summary["n_folds"]}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import nbformat
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from popnb.analysis.backbones import BASELINE_LABELS
+from popnb.analysis.explore import NO_COVERS
 from popnb.baselines import BASELINES
 from popnb.reports import runner as reports
 from popnb.data import load_dataset
@@ -37,8 +39,10 @@ def run_tiny(only: str, tiny, tmp_path, monkeypatch, **parameters):
     data, cache = tiny
     monkeypatch.setenv("POPNB_CACHE", str(cache))  # the kernel inherits it: no embeddings in ~/.cache
     before, out = snapshot(REPO_REPORTS), tmp_path / "reports"
-    code = reports.run_reports(data_dir=data, only=only, out=out,
-                               parameters={**TINY, "runs_dir": str(tmp_path / "runs"), **parameters})
+    (path,) = reports.select_notebooks(reports.NOTEBOOKS_DIR, only)
+    declared = reports.notebook_parameters(path)  # TINY's settings where the notebook has them; the others strict
+    tiny_settings = {k: v for k, v in {**TINY, "runs_dir": str(tmp_path / "runs")}.items() if k in declared}
+    code = reports.run_reports(data_dir=data, only=only, out=out, parameters={**tiny_settings, **parameters})
     (record,) = json.loads((out / reports.RECORDS).read_text(encoding="utf-8")).values()
     assert code == 0 and record["status"] == "ok", record["error"]
     assert snapshot(REPO_REPORTS) == before
@@ -120,3 +124,51 @@ def test_notebook_04_backbone_comparison_on_a_tiny_set(tiny, tmp_path, monkeypat
     nb = nbformat.read(out / "04_backbone_comparison.ipynb", as_version=4)
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
 
+
+
+@pytest.fixture(scope="module")
+def coverless(tiny, tmp_path_factory):
+    """The tiny set without its covers (titles and counts only, as bilibili_stats), sharing its cache."""
+    data, cache = tiny
+    root = tmp_path_factory.mktemp("coverless") / "data"
+    shutil.copytree(data, root, ignore=shutil.ignore_patterns("covers"))
+    videos = pd.read_csv(root / "videos.csv", dtype="string", keep_default_na=False)
+    videos.assign(cover="").to_csv(root / "videos.csv", index=False)
+    return root, cache
+
+
+def printed(out, notebook: str) -> str:
+    nb = nbformat.read(out / notebook, as_version=4)
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    return "\n".join(o.get("text", "") or json.dumps(o.get("data", {}), ensure_ascii=False)
+                     for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_notebook_01_without_covers_says_its_cover_sections_are_skipped(coverless, tmp_path, monkeypatch):
+    out, _ = run_tiny("01", coverless, tmp_path, monkeypatch)
+    assert NO_COVERS in printed(out, "01_data_exploration.ipynb")
+    assert not list(out.rglob("01_cover_*"))  # no empty cover tables nor blank figures
+    assert (out / "tables" / "01_count_summary.csv").is_file() and (out / "figures" / "01_title_length.png").is_file()
+
+
+def test_notebook_01_with_cover_figures_off_draws_no_cover(tiny, tmp_path, monkeypatch):
+    out, _ = run_tiny("01", tiny, tmp_path, monkeypatch, cover_figures=False)
+    assert "cover_figures=False: the covers are not drawn here" in printed(out, "01_data_exploration.ipynb")
+    assert not (out / "figures" / "01_cover_grid.png").exists() and (out / "tables" / "01_cover_summary.csv").is_file()
+
+
+def test_notebook_03_without_covers_runs_the_title_only_row(coverless, tmp_path, monkeypatch):
+    weights = [(0.75, 0.25), (0.0, 1.0)]
+    out, _ = run_tiny("03", coverless, tmp_path, monkeypatch, weights=weights, text="gru")
+    assert "the rows with a cover weight above 0 (0.75 / 0.25) are skipped" in printed(out, "03_fusion_weight_sweep.ipynb")
+    history = table(out, "03_sweep_history")
+    assert (history["vision_weight"] == 0).all() and len(history) == 2  # one seed, one epoch, train and valid
+    assert list(table(out, "03_best_valid", index_col=0).index) == ["0.0 / 1.0"]
+
+
+def test_notebook_04_without_covers_scores_the_baselines_alone(coverless, tmp_path, monkeypatch):
+    out, _ = run_tiny("04", coverless, tmp_path, monkeypatch, pairs=["vit_bert"], baselines=True, baseline_k=3)
+    assert "so the pairs are skipped" in printed(out, "04_backbone_comparison.ipynb")
+    assert not (out / "tables" / "04_history.csv").exists() and not (out / "figures" / "04_confusion.png").exists()
+    best = table(out, "04_best_valid_and_cost", index_col=0)
+    assert list(best.index) == list(BASELINES) and best["best valid"].between(0, 1).all()

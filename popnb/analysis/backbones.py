@@ -24,14 +24,17 @@ from tqdm.auto import tqdm
 from popnb.analysis import tables
 from popnb.analysis.predictions import frozen_predictions, run_predictions
 from popnb.analysis.sweep import DEFAULT_LR, finetune_dir, run_sweep, sweep_config
-from popnb.baselines import evaluate_baselines
+from popnb.baselines import evaluate_baselines, score_row
 from popnb.encoders import ENCODERS, encode
 from popnb.labels import LabelScheme
 from popnb.models import BACKBONES, build_model
 from popnb.models.summary import model_summary, n_params
 from popnb.paper import load_table1, load_table2
 from popnb.paths import resolve
+from popnb.splits import cross_validate, summarize
 from popnb.train.loop import CHECKPOINT, TrainConfig, load_limited
+from popnb.train.pretrained import (DEFAULTS, branch_weights, dataset_branches, default_metadata, fit_recipe,
+                                    recipe_metrics)
 
 WEIGHTS = (0.75, 0.25)  # the paper's fusion weights for Table 2
 DEFAULT_PAIRS = ("vit_bert", "vgg_rnn", "vgg_bert", "coatnet_bert", "convnext_minilm")
@@ -44,7 +47,8 @@ DISPLAY = {"vit": "ViT", "vgg": "VGG", "rnn": "RNN", "bert": "BERT", "coatnet": 
 # How the rows of popnb.baselines.BASELINES are written in Table 2
 BASELINE_LABELS = {"constant": "baseline: constant (train median)", "followers": "baseline: followers only",
                    "title_tfidf": "baseline: title char TF-IDF + ridge",
-                   "lightgbm": "baseline: LightGBM (interpretable features + followers)"}
+                   "lightgbm": "baseline: LightGBM (interpretable features + followers)",
+                   "recipe": "popnb default recipe (ridge: EfficientNet-Lite0 + e5-small + followers)"}
 
 
 def pair_names(key: str, scale: str = "cpu", image_size: int | None = None) -> dict:
@@ -248,32 +252,55 @@ def baseline_features(data, faces: bool = False, ocr: bool = False, cache: str |
 
 def run_baselines(data_dir, seeds=(0, 1, 2), split: str = "random", k: int = 5, labels: str = "auto",
                   limit: int | None = None, faces: bool = False, ocr: bool = False,
-                  cache: str | Path | None = None) -> pd.DataFrame:
+                  cache: str | Path | None = None, recipe: bool = False) -> pd.DataFrame:
     """popnb.baselines.evaluate_baselines once per seed -> one row per (baseline, seed): baseline, seed, spearman,
     mae, ordinal_accuracy (means over the folds; their stds), constant_ordinal_accuracy, n_folds.
 
     The videos are the heads' (the first `limit`); the folds are k-fold CV of this split kind shuffled by the seed
     (time: the same k expanding-window folds for every seed); the target is the label scheme `labels` fitted on
     these videos, so the classes and the Spearman score are the heads' (auto: paper, or log_views). LightGBM reads
-    baseline_features (faces, ocr) + followers."""
+    baseline_features (faces, ocr) + followers. recipe: also popnb's default recipe (recipe_scores) on the same
+    folds, as the row "recipe"."""
     data = load_limited(data_dir, limit)
     target = LabelScheme.fit(data.videos, labels).kind
     features = baseline_features(data, faces, ocr, cache)
-    frames = [evaluate_baselines(data.videos, features, split, k, repeats=1, seed=seed, target=target)
-              .assign(seed=seed) for seed in tqdm(list(seeds), desc="baselines", unit="seed")]
+    frames = []
+    for seed in tqdm(list(seeds), desc="baselines", unit="seed"):
+        frames.append(evaluate_baselines(data.videos, features, split, k, repeats=1, seed=seed, target=target)
+                      .assign(seed=seed))
+        if recipe:
+            frames.append(recipe_scores(data, split, k, seed, target).assign(seed=seed))
     scores = pd.concat(frames, ignore_index=True)
     return scores[["baseline", "seed", *[c for c in scores.columns if c not in ("baseline", "seed")]]]
 
 
+def recipe_scores(data, split: str = "random", k: int = 5, seed: int = 0, target: str = "log_views") -> pd.DataFrame:
+    """popnb's default recipe (popnb.train.pretrained: ridge heads on EfficientNet-Lite0 cover and e5-small title
+    embeddings and log followers, fused 0.25 / 0.75 / 1; title and followers alone without covers) fitted on each
+    train fold of evaluate_baselines' folds (cv_folds(split, k, seed)) -> one row in its columns, "recipe"."""
+    params = {**DEFAULTS, "metadata": default_metadata(data.videos, DEFAULTS["metadata"])}
+    if not data.has_covers:
+        params["fusion_weights"] = (0.0, DEFAULTS["fusion_weights"][1])
+    branches, weights, videos = dataset_branches(data, params), branch_weights(params), data.videos
+
+    def fit_evaluate(train: pd.DataFrame, valid: pd.DataFrame) -> dict:
+        train_idx, valid_idx = videos.index.get_indexer(train.index), videos.index.get_indexer(valid.index)
+        fitted, model = fit_recipe(videos, branches, train_idx, target, weights, seed)
+        return recipe_metrics(fitted, model, valid, {b: x[valid_idx] for b, x in branches.items()})
+
+    return pd.DataFrame([score_row("recipe", summarize(cross_validate(videos, fit_evaluate, split, k, 1, seed)))])
+
+
 def baseline_rows(scores: pd.DataFrame) -> pd.DataFrame:
     """run_baselines' scores in best_valid's columns, one row per baseline (index: its name): ordinal accuracy
-    mean, std (over seeds), min and max, seeds, Spearman mean and std, the constant baseline (mean over seeds)."""
+    mean over seeds, its std over the folds (mean over seeds: one fold is one valid split, as one seed of a pair
+    is), min and max of the seeds' means, seeds, Spearman mean and std (the same way), the constant baseline."""
     by = scores.groupby("baseline", sort=False)
     accuracy, spearman, folds = by["ordinal_accuracy"], by["spearman"], by["n_folds"].first()
     return pd.DataFrame({"label": folds.index.map(BASELINE_LABELS), "mode": folds.map("{}-fold CV".format),
-                         "best valid": accuracy.mean(), "± std": accuracy.std(), "min": accuracy.min(),
-                         "max": accuracy.max(), "seeds": accuracy.count(), "spearman": spearman.mean(),
-                         "spearman ± std": spearman.std(),
+                         "best valid": accuracy.mean(), "± std": by["ordinal_accuracy_std"].mean(),
+                         "min": accuracy.min(), "max": accuracy.max(), "seeds": accuracy.count(),
+                         "spearman": spearman.mean(), "spearman ± std": by["spearman_std"].mean(),
                          "constant baseline": by["constant_ordinal_accuracy"].mean()})
 
 

@@ -66,16 +66,29 @@ def _cell(value) -> str:
 # ---- running the notebooks ----
 
 def notebook_parameters(path: Path) -> dict[str, object]:
-    """The notebook's `parameters` cell as {name: default value} (None where not a literal)."""
+    """The notebook's `parameters` cell as {name: default value} (see _default)."""
     import papermill
 
-    params = {}
-    for name, info in papermill.inspect_notebook(str(path)).items():
-        try:
-            params[name] = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            params[name] = None
-    return params
+    return {name: _default(info["default"]) for name, info in papermill.inspect_notebook(str(path)).items()}
+
+
+def _default(text: str):
+    """A parameter's default: a Python literal, or constant arithmetic such as `1 / 11`; else None."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return None
+    arithmetic = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.operator, ast.unaryop)
+    if not all(isinstance(node, arithmetic) for node in ast.walk(tree)):
+        return None
+    try:
+        return eval(compile(tree, "<parameter>", "eval"), {"__builtins__": {}})  # numbers and operators only
+    except ArithmeticError:
+        return None
 
 
 def check_parameters(path: Path, given: dict[str, object]) -> None:
