@@ -11,7 +11,7 @@ MEDIAPIPE := mediapipe==0.10.21
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test reports bench clean-reports
+.PHONY: install test reports reports-bilibili bench clean-reports
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 reports: $(STAMP)
 	$(BIN)/popnb reports
+
+# notebooks 01-04 and 06 on the shared real data (../shared/data) into reports/bilibili/; says so when it is absent
+reports-bilibili: $(STAMP)
+	$(BIN)/popnb reports-bilibili
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -8,7 +8,8 @@ import sys
 
 # Modules that define `register(subparsers)`; each adds its subcommands with a `func(args) -> int`.
 # They import heavy libraries (torch, papermill) inside the handlers, so `popnb --help` stays fast.
-COMMAND_MODULES = ("popnb.data.commands", "popnb.crawl.commands", "popnb.train.commands", "popnb.reports")
+COMMAND_MODULES = ("popnb.data.commands", "popnb.crawl.commands", "popnb.train.commands", "popnb.reports",
+                   "popnb.reports.bilibili")
 # Nothing is downloaded at run time: Hugging Face offline unless the user set these (notebook kernels inherit them).
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 

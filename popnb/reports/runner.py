@@ -43,11 +43,11 @@ def save_table(df, name: str, root: str | Path = "reports") -> tuple[Path, Path]
     folder.mkdir(parents=True, exist_ok=True)
     csv, md = folder / f"{name}.csv", folder / f"{name}.md"
     df.to_csv(csv)
-    md.write_text(_markdown(df) + "\n", encoding="utf-8")
+    md.write_text(markdown_table(df) + "\n", encoding="utf-8")
     return csv, md
 
 
-def _markdown(df) -> str:
+def markdown_table(df) -> str:
     """A GitHub pipe table of df, its index level(s) as the first column(s) (no `tabulate` dependency)."""
     flat = df.rename_axis(index=[name or "" for name in df.index.names]).reset_index()
     header = [_cell(c) for c in flat.columns]
@@ -147,11 +147,13 @@ def run_reports(
     parameters: dict[str, object] | None = None,
     notebooks_dir: str | Path | None = None,
     kernel: str = KERNEL,
+    per_notebook: dict[str, dict[str, object]] | None = None,
 ) -> int:
     """Run every selected notebook in order into `<out>/NN_*.ipynb`; keep going past a failure.
 
     Each notebook gets `reports_dir=<out>` and, when given, `data_dir` (as absolute paths, where it
-    declares them) plus `parameters`, which must all be declared in its parameters cell.
+    declares them) plus `parameters` and `per_notebook[NN]` (for notebook NN_*), which must all be declared in
+    its parameters cell.
     Prints one line per notebook (name, status, seconds; and the error's first line), sends every other line
     (warnings, kernel messages, whole errors) to `<out>/reports.log`, records each notebook in `<out>/runs.json`
     and writes the index `<out>/README.md` (popnb.reports.index). Returns 0, or 1 naming the failed ones.
@@ -173,7 +175,8 @@ def run_reports(
     (out / LOG).write_text("", encoding="utf-8")
     with (out / LOG).open("a", encoding="utf-8", buffering=1) as log:
         for src in select_notebooks(notebooks_dir, only):
-            record = records[src.name] = _run_one(src, out, runner_params, user_params, cwd, kernel, log)
+            own = {k: _plain(v) for k, v in (per_notebook or {}).get(src.name[:2], {}).items()}
+            record = records[src.name] = _run_one(src, out, runner_params, user_params | own, cwd, kernel, log)
             print(f"{src.name:<32} {record['status']:<6} {record['seconds']:7.1f} s", flush=True)
             if record["error"]:
                 failed.append(src.name)
