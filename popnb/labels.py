@@ -39,6 +39,13 @@ def _missing_columns(df: pd.DataFrame, cols: list[str]) -> list[str]:
     return [c for c in cols if c not in df.columns or df[c].isna().all()]
 
 
+def auto_kind(df: pd.DataFrame, weights: dict[str, float] = PAPER_WEIGHTS) -> tuple[str, list[str]]:
+    """The "auto" rule: ("paper", []) when every weighted column of df is present (not all NA), else
+    ("log_views", the missing ones)."""
+    missing = _missing_columns(df, _weighted_columns(weights))
+    return ("log_views" if missing else "paper"), missing
+
+
 def _count_values(df: pd.DataFrame, col: str, weights: dict[str, float]) -> np.ndarray:
     """One weighted count column as float64, after checking it is there, numeric and complete."""
     if col not in df.columns or df[col].isna().all():
@@ -174,8 +181,7 @@ class LabelScheme:
         weights = {c: float(w) for c, w in weights.items()}
         note = ""
         if kind == "auto":
-            missing = _missing_columns(df, _weighted_columns(weights))
-            kind = "log_views" if missing else "paper"
+            kind, missing = auto_kind(df, weights)
             note = f"auto: {', '.join(missing)} missing" if missing else "auto: all weighted columns present"
         if kind == "log_views":
             score = log_views_score(df)

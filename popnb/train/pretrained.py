@@ -26,7 +26,7 @@ import pandas as pd
 from popnb.data import load_dataset
 from popnb.encoders import encode, get_encoder, get_spec
 from popnb.encoders.packages import versions as package_versions
-from popnb.labels import N_CLASSES, PAPER_WEIGHTS
+from popnb.labels import N_CLASSES, auto_kind
 from popnb.metrics import score_metrics, spearman_expected
 from popnb.models.fusion import check_fusion
 from popnb.models.metadata import log_values
@@ -64,10 +64,7 @@ def branch_weights(params: dict) -> dict[str, float]:
 
 def target_kind(videos: pd.DataFrame, kind: str) -> str:
     """kind; "auto": "paper" when every count the paper's score weighs is known (popnb.labels' auto), else log_views."""
-    if kind != "auto":
-        return kind
-    known = all(c in videos.columns and videos[c].notna().any() for c, w in PAPER_WEIGHTS.items() if w)
-    return "paper" if known else "log_views"
+    return auto_kind(videos)[0] if kind == "auto" else kind
 
 
 def encoder_records(params: dict) -> dict[str, dict]:
@@ -165,7 +162,7 @@ def write_run(out: Path, params: dict, target: Target, model: RidgeLateFusion, r
     model.save(out / HEADS)
     config = {"recipe": RECIPE, "params": params, "seed": params["seed"], "data_dir": params["data_dir"],
               "label_kind": target.kind, "label_scheme": target.describe(), "encoders": records, **extra,
-              "versions": versions((*PACKAGES, "scikit-learn", "scipy")),
+              "versions": versions((*PACKAGES, "scipy")),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (out / CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
