@@ -129,8 +129,10 @@ def dataset_section(out: Path, summary: dict) -> list[str]:
     lines += ([_missing(folder, "04_best_valid_and_cost"), ""] if best2 is None else
               ["The paper's pairs as CPU-scale stand-ins with random weights (its pretrained weights cannot be "
                "fetched offline), the pretrained EfficientNet-Lite0 + e5-small pair, and the baselines (each "
-               "through the same uploader-grouped folds); mean ± std over the folds (pairs) or over the repeats of "
-               "5-fold CV (baselines).", "", markdown_table(table2(best2)), ""])
+               "through uploader-grouped folds). A pair: mean ± std over the 5 folds. A baseline and the recipe: "
+               "the 5-fold CV repeated with seeds 0-4 (seed 0's folds are the pairs'), mean over the 25 folds ± the "
+               "spread over the folds of one repeat; so its constant baseline differs a little.", "",
+               markdown_table(table2(best2)), ""])
     return lines
 
 
@@ -154,11 +156,11 @@ def write_bilibili_index(out: str | Path) -> Path:
     lines += ["## The protocol", "",
               "- **Split:** uploader-grouped 5-fold cross-validation: no uploader has videos on both sides of a "
               "fold (`split=uploader`, `valid_fraction=0.2`, seeds 0-4 are the 5 folds of one partition). "
-              "Baselines: 5-fold uploader-grouped CV repeated once per seed.",
+              "Baselines and the recipe: that 5-fold CV repeated with seeds 0-4.",
               "- **Labels:** `auto`: the paper's score and fixed thresholds where all five counts are known "
               "(bilibili_stats), else five equal-count bins of log1p(views) (bilibili_covers: views only), "
               "fitted on each train fold.",
-              "- **Scores:** ordinal accuracy (the paper's: a prediction one class off counts) and Spearman between "
+              "- **Scores:** ordinal accuracy (the paper's: 1 for the right class, 0.5 one class off, 0 further) and Spearman between "
               "the predicted and the true score (rank, threshold-free), each with its spread over folds; the "
               "constant baseline is the best constant class on each valid fold; followers-only is the audience "
               "baseline every cover or title model must beat.", ""]
