@@ -116,10 +116,14 @@ def cleanup(ctx: DistContext) -> None:
 
 @contextmanager
 def distributed(device: str = "auto") -> Iterator[DistContext]:
-    """`with distributed() as ctx:` init under torchrun, and always tear down, also on an error."""
+    """`with distributed() as ctx:` init under torchrun, and always tear down, also on an error. On success every
+    rank waits at a barrier first: a rank tearing gloo's connections down while a peer still finishes its last
+    collective can abort that peer ("terminate called without an active exception")."""
     ctx = init_distributed(device)
     try:
         yield ctx
+        if ctx.is_distributed and dist.is_initialized():
+            dist.barrier()
     finally:
         cleanup(ctx)
 
