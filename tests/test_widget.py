@@ -25,8 +25,8 @@ from popnb.data import make_demo_dataset
 from popnb.train.loop import TrainConfig, train
 from popnb.train.pretrained import PretrainedRun, predict_pretrained, train_pretrained, train_scores
 from popnb.train.run import predict
-from popnb.app.widget import (CLOSE, Debouncer, TryACover, ensure_demo_run, find_runs, prob_beats, ranking,
-                              ranking_html)
+from popnb.app.widget import (CLOSE, NO_COVER, Debouncer, TryACover, ensure_demo_run, find_runs, prob_beats,
+                              ranking, ranking_html)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_uploads_good_and_bad(runs):
     a = app.candidates[0]
     upload(a, "mine.png", png_bytes())
     assert a.source.value == "uploaded mine.png" and app.cover_of(a).read_bytes() == png_bytes()
-    assert a.cover.value is None
+    assert a.cover.value == NO_COVER and a.cover.label == "(none: upload one)"  # the menu says so
     assert shown_probabilities(a) == pytest.approx(
         predict(runs / "demo", a.title.value, app.cover_of(a))["probabilities"], abs=5e-4)
     assert a.message.value == "" and a.heat.layout.display is None
@@ -151,7 +151,7 @@ def test_empty_title_and_missing_cover_are_messages(runs):
     assert "title is empty" in a.message.value and shown_probabilities(a) == []
     a.title.value = "聊聊黑洞"
     assert len(shown_probabilities(a)) == 5
-    a.cover.value = None
+    a.cover.value = NO_COVER
     assert "trained with covers" in a.message.value and "give its cover image" in a.message.value
 
 

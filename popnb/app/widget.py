@@ -48,6 +48,7 @@ SPINNER = ('<style>.popnb-spin{display:inline-block;width:11px;height:11px;borde
            'border-top-color:#333;border-radius:50%;animation:popnb-spin .8s linear infinite}'
            '@keyframes popnb-spin{to{transform:rotate(360deg)}}</style><span class="popnb-spin"></span>')
 CACHE_SIZE = 32
+NO_COVER = -1  # the cover menu's "(none: upload one)": a value, since ipywidgets shows None as no selection
 MARKERS = {"cover-ocr": ("text_boxes", "#ff7f0e"), "cover-faces": ("face_boxes", "#2ca02c")}  # encoder: column, colour
 CLOSE = "within the model's cross-validated error"
 
@@ -373,7 +374,7 @@ class TryACover:
         root = Path(self.data_dir or self.run.config.get("data_dir", ""))
         if root == self._data_root:
             return
-        self._data_root, self.videos, self.note, options = root, None, "", [("(none: upload one)", None)]
+        self._data_root, self.videos, self.note, options = root, None, "", [("(none: upload one)", NO_COVER)]
         try:
             data = load_dataset(root, check_images="none")
             self.videos = data.videos.iloc[: self.max_covers].reset_index(drop=True)
@@ -387,7 +388,7 @@ class TryACover:
 
     def _cover_picked(self, c: Candidate, change) -> None:
         """A data set cover replaces an upload, and brings its video's title along."""
-        if change["new"] is None:
+        if change["new"] in (None, NO_COVER):
             c.source.value = ""
         else:
             c.uploaded, c.upload_name = None, None
@@ -403,7 +404,7 @@ class TryACover:
         suffix = re.sub(r"[^.\w]", "", Path(item["name"]).suffix)[:8]
         path = Path(self._tmp.name) / f"{c.name}-{next(self._uploads)}{suffix}"
         path.write_bytes(bytes(item["content"]))
-        c.cover.value = None  # the menu says no data set cover is in use (the upload is)
+        c.cover.value = NO_COVER  # the menu says no data set cover is in use (the upload is)
         c.uploaded, c.upload_name = path, item["name"]
         c.source.value = f"uploaded {html.escape(item['name'])}"
         self._changed()
@@ -414,7 +415,7 @@ class TryACover:
         """The candidate's cover file: its upload, else its data set cover, else None."""
         if c.uploaded is not None:
             return c.uploaded
-        if c.cover.value is None or self.videos is None:
+        if c.cover.value in (None, NO_COVER) or self.videos is None:
             return None
         return self.videos["path"].iat[c.cover.value]
 
