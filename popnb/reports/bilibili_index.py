@@ -110,7 +110,9 @@ def dataset_section(out: Path, summary: dict) -> list[str]:
     else:
         held = significant(findings)
         target = findings["target"].iloc[0] if len(findings) else "?"
-        lines += [f"Target: `{target}` (log1p(views) minus the least-squares line on log1p(followers)); effect: "
+        meaning = ("log1p(views) minus the least-squares line on log1p(followers)" if target == "beyond_followers"
+                   else "log1p(views): followers unknown")
+        lines += [f"Target: `{target}` ({meaning}); effect: "
                   f"median with the feature minus median without (the top against the bottom quartile for a "
                   f"continuous feature), 95 % bootstrap interval. Associations, not causes.", "",
                   f"**Significant (interval excludes 0):** {'; '.join(held) if held else 'none'}. "
