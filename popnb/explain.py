@@ -317,7 +317,8 @@ def video_metadata(run: Run | PretrainedRun, video: pd.Series) -> dict | None:
     return {c: float(video[c]) if c in video and pd.notna(video[c]) else math.nan for c in run.params["metadata"]}
 
 
-def explain_sample(run: Run | PretrainedRun, data_dir=None, n: int = 6, method: str = "auto", target="expected", seed: int = 0):
+def explain_sample(run: Run | PretrainedRun, data_dir=None, n: int = 6, method: str = "auto", target="expected",
+                   seed: int = 0):
     """Explain n covers of a data set (default: the run's own) -> (table, matplotlib figure).
 
     With a demo truth.csv beside videos.csv, the n videos are drawn from those with the face, and the table

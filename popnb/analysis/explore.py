@@ -37,7 +37,7 @@ def is_synthetic(root: str | Path) -> bool:
 
 
 NO_COVERS = "no covers in this data set (titles and counts only): the cover sections are skipped"
-COVERS_KEY = "popnb-covers"  # the PNG text field save_figure writes: which covers a figure draws, none / synthetic / real
+COVERS_KEY = "popnb-covers"  # PNG text field save_figure writes: which covers a figure draws (none, synthetic, real)
 
 
 def mark_covers(fig, root: str | Path):

@@ -497,7 +497,8 @@ class TryACover:
             except ValueError as err:  # empty title, missing cover, unreadable image (CoverError)
                 text = str(err)
                 if c.uploaded is not None and c.uploaded == cover:
-                    reason = str(err).replace(f"{Path(cover).name}: ", "").replace(str(cover), c.upload_name)  # no tmp path
+                    # the user's file name, not where the app stored the upload
+                    reason = str(err).replace(f"{Path(cover).name}: ", "").replace(str(cover), c.upload_name)
                     text = f"the upload {c.upload_name} cannot be used as a cover: {reason}"
                 c.clear(text)
                 continue

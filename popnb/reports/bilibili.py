@@ -2,7 +2,7 @@
 
 The shared folder (default `../shared/data`, beside the project) holds `bilibili_covers` (570 videos with their
 covers, views and followers) and `bilibili_stats` (10,933 rows with all five counts, no covers). Each is imported
-into `data/bilibili/<name>/` (git-ignored, made again on every run), its notebooks run with REAL_DATA's parameters
+into `data/bilibili/<name>/` (git-ignored, made again on every run), its notebooks run with real_data_parameters'
 into `reports/bilibili/<name>/` (tables, figures and that data set's index), and `reports/bilibili/README.md`
 (popnb.reports.bilibili_index) gathers the sources, licences, crawl dates, sizes, the protocol, the findings and
 Tables 1 and 2 beside the paper's. No figure draws a real cover: notebook 01 runs with `cover_figures=False`, and

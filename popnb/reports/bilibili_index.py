@@ -2,7 +2,7 @@
 
 `write_bilibili_index(out)` reads what `popnb reports-bilibili` left in `out`: `sources.json` (one summary per
 data set: origin, licence, crawl dates, rows read / kept / quarantined) and each data set's
-`<name>/tables/NN_*.csv` (03_best_valid, 04_best_valid_and_cost, 04_baselines, 06_findings, 06_title_words).
+`<name>/tables/NN_*.csv` (06_findings, 03_best_valid, 04_best_valid_and_cost).
 A table a notebook did not write is said to be missing, never left out silently.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from popnb.analysis.tables import cell
 from popnb.reports.index import INDEX
 from popnb.reports.runner import markdown_table
 from popnb.versions import versions
@@ -29,12 +30,6 @@ def _table(folder: Path, name: str) -> pd.DataFrame | None:
 def _missing(folder: Path, name: str) -> str:
     return f"*`{folder.name}/tables/{name}.csv` is missing: its notebook did not run or failed (see " \
            f"`{folder.name}/README.md`).*"
-
-
-def _pm(mean, std, digits: int = 3) -> str:
-    if pd.isna(mean):
-        return ""
-    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def findings_table(findings: pd.DataFrame) -> pd.DataFrame:
@@ -60,8 +55,8 @@ def table1(best: pd.DataFrame) -> pd.DataFrame:
     beside the paper's best valid, and the constant baseline."""
     return pd.DataFrame({
         "w_v / w_t": best["w_v / w_t"],
-        "ordinal accuracy (best epoch)": [_pm(m, s) for m, s in zip(best["ours best"], best["ours best ± std"])],
-        "Spearman (best epoch)": [_pm(m, s) for m, s in zip(best["ours spearman"], best["ours spearman ± std"])],
+        "ordinal accuracy (best epoch)": [cell(m, s, 3) for m, s in zip(best["ours best"], best["ours best ± std"])],
+        "Spearman (best epoch)": [cell(m, s, 3) for m, s in zip(best["ours spearman"], best["ours spearman ± std"])],
         "paper: best valid": best["paper best"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}"),
         "constant baseline": best["constant baseline"].map("{:.3f}".format),
     }).set_index("w_v / w_t")
@@ -73,8 +68,8 @@ def table2(best: pd.DataFrame) -> pd.DataFrame:
     paper = best["paper best valid"] if "paper best valid" in best else pd.Series(float("nan"), index=best.index)
     return pd.DataFrame({
         "model": best["label"], "how": best["mode"],
-        "ordinal accuracy": [_pm(m, s) for m, s in zip(best["best valid"], best["± std"])],
-        "Spearman": [_pm(m, s) for m, s in zip(best["spearman"], best["spearman ± std"])],
+        "ordinal accuracy": [cell(m, s, 3) for m, s in zip(best["best valid"], best["± std"])],
+        "Spearman": [cell(m, s, 3) for m, s in zip(best["spearman"], best["spearman ± std"])],
         "paper: best valid": paper.map(lambda v: "" if pd.isna(v) else f"{v:.4f}"),
         "constant baseline": best["constant baseline"].map("{:.3f}".format),
     }).set_index("model")
@@ -108,7 +103,7 @@ def dataset_section(out: Path, summary: dict) -> list[str]:
     if findings is None:
         lines += [_missing(folder, "06_findings"), ""]
     else:
-        held = significant(findings)
+        held, drawn = significant(findings), int(findings["ci_low"].notna().sum())
         target = findings["target"].iloc[0] if len(findings) else "?"
         meaning = ("log1p(views) minus the least-squares line on log1p(followers)" if target == "beyond_followers"
                    else "log1p(views): followers unknown")
@@ -116,8 +111,8 @@ def dataset_section(out: Path, summary: dict) -> list[str]:
                   f"median with the feature minus median without (the top against the bottom quartile for a "
                   f"continuous feature), 95 % bootstrap interval. Associations, not causes.", "",
                   f"**Significant (interval excludes 0):** {'; '.join(held) if held else 'none'}. "
-                  f"{len(held)} of {findings['ci_low'].notna().sum()} intervals exclude 0; with that many 95 % "
-                  f"intervals about {findings['ci_low'].notna().sum() / 20:.1f} would by chance alone.", "",
+                  f"{len(held)} of {drawn} intervals exclude 0; with that many 95 % intervals about "
+                  f"{drawn / 20:.1f} would by chance alone.", "",
                   markdown_table(findings_table(findings)), ""]
     best1 = _table(folder, "03_best_valid")
     lines += ["### Table 1 on real data: fusion weights (notebook 03)", ""]
@@ -162,8 +157,8 @@ def write_bilibili_index(out: str | Path) -> Path:
               "- **Labels:** `auto`: the paper's score and fixed thresholds where all five counts are known "
               "(bilibili_stats), else five equal-count bins of log1p(views) (bilibili_covers: views only), "
               "fitted on each train fold.",
-              "- **Scores:** ordinal accuracy (the paper's: 1 for the right class, 0.5 one class off, 0 further) and Spearman between "
-              "the predicted and the true score (rank, threshold-free), each with its spread over folds; the "
+              "- **Scores:** ordinal accuracy (the paper's: 1 for the right class, 0.5 one class off, 0 further) "
+              "and Spearman between the predicted and the true score (rank, threshold-free), each with its spread over folds; the "
               "constant baseline is the best constant class on each valid fold; followers-only is the audience "
               "baseline every cover or title model must beat.", ""]
     for summary in sources:
